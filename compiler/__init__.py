@@ -1,0 +1,16 @@
+"""sparsecc: a hardware-aware sparsity compiler.
+
+    import sparsecc
+    result = sparsecc.compile(model, example_inputs, sparsecc.CompileConfig(target="h100"))
+    result.save("out/")
+"""
+from .api import CompileResult, compile
+from .config import CompileConfig
+from .errors import (CaptureError, ConfigError, ModelNotFoundError, SparseccError,
+                     UnsupportedOpError, VerifyError)
+from .patterns import NM, Block, Channel, Dense, parse_pattern
+
+__all__ = ["NM", "Block", "CaptureError", "Channel", "CompileConfig", "CompileResult",
+           "ConfigError", "Dense", "ModelNotFoundError", "SparseccError", "UnsupportedOpError",
+           "VerifyError", "compile", "parse_pattern"]
+__version__ = "0.1.0"

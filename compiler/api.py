@@ -1,0 +1,135 @@
+"""The user API: `sparsecc.compile(model, example_inputs, config) -> CompileResult`.
+
+compile = capture (torch.export -> IR) -> passes (clean up, find layers, plan) -> lower to the
+configured backend. The result holds the IR, the plan, the report and the lowered artifact,
+and `save(out_dir)` writes plan.json, report.json, report.html and the artifact atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .capture import capture
+from .config import CompileConfig
+from .errors import ConfigError, OutputExistsError
+from .ir import Graph
+from .pipeline import PassContext, Pipeline
+from .plan import Plan
+from .report import build_report, render_html
+from .targets import get_target
+
+
+@dataclasses.dataclass
+class CompileResult:
+    ir: Graph
+    plan: Plan
+    report: dict[str, Any]
+    artifact: Any
+    config: CompileConfig
+
+    def onnx_session(self):
+        """An ONNX Runtime session over the lowered model (CPU provider)."""
+        import onnxruntime as ort
+        if self.config.backend != "onnx":
+            raise ConfigError(f"onnx_session() needs backend 'onnx', not {self.config.backend!r}")
+        return ort.InferenceSession(self.artifact.SerializeToString(),
+                                    providers=["CPUExecutionProvider"])
+
+    def save(self, out_dir: str | os.PathLike, *, force: bool = False) -> str:
+        """Write the outputs to `out_dir` via a temp dir renamed at the end: never half a dir."""
+        out = os.path.abspath(out_dir)
+        if os.path.exists(out) and not force:
+            raise OutputExistsError(f"output directory {out_dir} exists; pass --force to "
+                                    f"replace it")
+        parent = os.path.dirname(out)
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".sparsecc-", dir=parent)
+        try:
+            self._write(tmp)
+            if os.path.exists(out):
+                old = tempfile.mkdtemp(prefix=".sparsecc-old-", dir=parent)
+                os.replace(out, os.path.join(old, "x"))
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def _write(self, d: str) -> None:
+        with open(os.path.join(d, "plan.json"), "w") as f:
+            f.write(self.plan.to_json())
+        with open(os.path.join(d, "report.json"), "w") as f:
+            json.dump(self.report, f, indent=2)
+            f.write("\n")
+        with open(os.path.join(d, "report.html"), "w") as f:
+            f.write(render_html(self.report))
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(self.config.to_dict(), f, indent=2)
+            f.write("\n")
+        if self.config.backend == "onnx":
+            import onnx
+            onnx.save(self.artifact, os.path.join(d, "model.onnx"))
+
+
+def default_passes(forced: Mapping[str, str] | None = None) -> list:
+    from sparsecc.passes.eliminate_noops import EliminateNoops
+    from sparsecc.passes.plan_layers import PlanLayers
+    return [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items()))]
+
+
+def lower(graph: Graph, backend: str) -> Any:
+    if backend == "onnx":
+        from sparsecc.backends.onnx import export_onnx
+        return export_onnx(graph)
+    if backend == "torch":
+        from sparsecc.backends.torch import lower_torch
+        return lower_torch(graph)
+    raise ConfigError(f"backend {backend!r} is not available in this version of sparsecc "
+                      f"(available: onnx, torch)")
+
+
+def _workload(config: CompileConfig, graph: Graph, mode: str | None) -> dict[str, Any]:
+    return {"batch": config.batch, "seq": config.seq, "mode": config.mode or mode}
+
+
+def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapping[str, Any] = (),
+            config: CompileConfig | None = None, *,
+            dynamic_dims: Mapping[str, Mapping[int, str]] | None = None,
+            name: str | None = None, mode: str | None = None,
+            plan_file: str | None = None, dump_ir: str | None = None) -> CompileResult:
+    """Compile `model` for `config.target`. The model is never modified.
+
+    `example_inputs` are forward()'s positional arguments (a sequence) or keyword arguments
+    (a mapping). `dynamic_dims` names dims that may vary: `{"x": {0: "batch"}}`.
+    """
+    config = config or CompileConfig()
+    target = get_target(config.target)
+    if isinstance(model, Graph):
+        graph = model
+    else:
+        args, kwargs = ((), dict(example_inputs)) if isinstance(example_inputs, Mapping) \
+            else (tuple(example_inputs), {})
+        graph = capture(model, args, kwargs, dynamic_dims=dynamic_dims,
+                        name=name or type(model).__name__)
+    forced: dict[str, str] = {}
+    if plan_file is not None:
+        from .plan import find_layers, load_plan_file
+        forced = load_plan_file(plan_file, find_layers(graph))
+    pipeline = Pipeline(default_passes(forced), verify_each=config.verify_each_pass,
+                        dump_dir=dump_ir)
+    graph = pipeline.run(graph, PassContext(config=config, target=target))
+    plan = graph.analyses["plan"]
+    artifact = lower(graph, config.backend)
+    report = build_report(name or graph.name, target.name, _workload(config, graph, mode), plan,
+                          pipeline.records, predicted_speedup=1.0)
+    return CompileResult(graph, plan, report, artifact, config)

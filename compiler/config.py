@@ -1,0 +1,101 @@
+"""`CompileConfig`: everything `sparsecc.compile` needs besides the model, as frozen data.
+
+Validated on construction; `to_dict`/`from_dict` round-trip through JSON-able dicts.
+Per-layer overrides map a layer name or regex (matched in full) to a pattern string.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigError
+from .patterns import Pattern, parse_pattern
+from .targets import get_target
+
+BACKENDS = ("onnx", "torch", "tvm")
+MODES = ("prefill", "decode", "vision")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileConfig:
+    target: str = "h100"
+    backend: str = "onnx"
+    patterns: tuple[str, ...] = ("2:4", "channel0.5", "block64x64@0.25", "dense")
+    budget: float = 0.02              # total error budget (sum of per-layer relative errors)
+    batch: int | None = None          # workload: rows fed to each GEMM = batch * seq
+    seq: int | None = None
+    mode: str | None = None           # prefill | decode | vision; None: the model's own
+    overrides: tuple[tuple[str, str], ...] = ()   # (layer name or regex, pattern)
+    dtype: str = "f16"
+    verify_each_pass: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", get_target(self.target).name)
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        pats = (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
+        if not pats:
+            raise ConfigError("patterns: give at least one candidate pattern")
+        object.__setattr__(self, "patterns", tuple(str(parse_pattern(p)) for p in pats))
+        if not isinstance(self.budget, (int, float)) or self.budget < 0:
+            raise ConfigError(f"budget must be a non-negative number, got {self.budget!r}")
+        for name in ("batch", "seq"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.dtype not in ("f16", "bf16", "f32"):
+            raise ConfigError(f"dtype must be f16, bf16 or f32, got {self.dtype!r}")
+        items = self.overrides.items() if isinstance(self.overrides, Mapping) else self.overrides
+        overrides = []
+        for item in items:
+            if len(item) != 2:
+                raise ConfigError(f"an override is (layer regex, pattern), got {item!r}")
+            key, pattern = item
+            try:
+                re.compile(key)
+            except re.error as e:
+                raise ConfigError(f"override {key!r} is not a valid regex: {e}") from None
+            overrides.append((key, str(parse_pattern(pattern))))
+        object.__setattr__(self, "overrides", tuple(overrides))
+
+    @property
+    def candidates(self) -> tuple[Pattern, ...]:
+        return tuple(parse_pattern(p) for p in self.patterns)
+
+    def override_for(self, layer: str) -> Pattern | None:
+        """The pattern forced on `layer` by the first override whose regex matches it in full."""
+        for key, pattern in self.overrides:
+            if layer == key or re.fullmatch(key, layer):
+                return parse_pattern(pattern)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["patterns"] = list(self.patterns)
+        d["overrides"] = {k: v for k, v in self.overrides}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CompileConfig":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a config is a mapping, got {type(d).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ConfigError(f"unknown config keys {sorted(unknown)}; known: {sorted(fields)}")
+        kw = dict(d)
+        if "patterns" in kw:
+            kw["patterns"] = tuple(kw["patterns"]) if not isinstance(kw["patterns"], str) \
+                else tuple(kw["patterns"].split(","))
+        if "overrides" in kw:
+            ov = kw["overrides"]
+            kw["overrides"] = tuple(ov.items()) if isinstance(ov, Mapping) else \
+                tuple(tuple(x) for x in ov)
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> "CompileConfig":
+        return dataclasses.replace(self, **changes)

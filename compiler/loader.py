@@ -1,0 +1,90 @@
+"""Load the model a command names: a zoo name, or `path/file.py:factory`.
+
+A factory is called with no arguments and returns either an object with `model` and
+`example_inputs` (and optionally `dynamic_dims`, `input_names`, `workload`) like the zoo's
+`ZooModel`, or a tuple `(model, example_inputs)` or `(model, example_inputs, dynamic_dims)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from .errors import ConfigError, ModelNotFoundError
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    model: torch.nn.Module
+    example_inputs: tuple[Any, ...] | Mapping[str, Any]
+    dynamic_dims: Mapping[str, Mapping[int, str]]
+    mode: str | None = None
+    calibration: tuple = ()
+
+
+def _from_zoo(name: str, batch: int | None, seq: int | None, tiny: bool) -> LoadedModel:
+    from sparsecc import models
+    try:
+        z = models.get(name, tiny=tiny, batch=batch, seq=seq)
+    except models.UnknownModelError as e:
+        raise ModelNotFoundError(str(e).strip("'\"")) from None
+    return LoadedModel(name, z.model, tuple(z.example_inputs), dict(z.dynamic_dims),
+                       z.workload.get("kind"), tuple(z.calibration))
+
+
+def _from_file(spec: str) -> LoadedModel:
+    path, _, factory = spec.rpartition(":")
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"model file {path} does not exist")
+    if not factory.isidentifier():
+        raise ModelNotFoundError(f"{spec}: {factory!r} is not a function name")
+    mod_name = f"_sparsecc_user_{abs(hash(os.path.abspath(path)))}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ModelNotFoundError(f"model file {path} can't be imported as Python")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        raise ModelNotFoundError(f"model file {path} failed to import: "
+                                 f"{type(e).__name__}: {e}") from e
+    fn = getattr(module, factory, None)
+    if fn is None or not callable(fn):
+        raise ModelNotFoundError(f"model file {path} does not define a function {factory!r}")
+    try:
+        made = fn()
+    except Exception as e:
+        raise ModelNotFoundError(f"{spec} raised {type(e).__name__}: {e}") from e
+    label = f"{os.path.basename(path)}:{factory}"
+    if hasattr(made, "model") and hasattr(made, "example_inputs"):
+        wl = getattr(made, "workload", {}) or {}
+        return LoadedModel(label, made.model, made.example_inputs,
+                           dict(getattr(made, "dynamic_dims", {}) or {}), wl.get("kind"),
+                           tuple(getattr(made, "calibration", ()) or ()))
+    if isinstance(made, tuple) and len(made) in (2, 3) and isinstance(made[0], torch.nn.Module):
+        inputs = made[1]
+        if isinstance(inputs, torch.Tensor):
+            inputs = (inputs,)
+        dyn = dict(made[2]) if len(made) == 3 else {}
+        return LoadedModel(label, made[0], inputs, dyn)
+    raise ModelNotFoundError(f"{spec} returned {type(made).__name__}; a factory returns "
+                             f"(model, example_inputs[, dynamic_dims]) or an object with "
+                             f".model and .example_inputs")
+
+
+def load_model(spec: str, *, batch: int | None = None, seq: int | None = None,
+               tiny: bool = False) -> LoadedModel:
+    if spec.endswith(".onnx"):
+        raise ConfigError(f"{spec}: importing ONNX models is not supported in this version")
+    if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
+        return _from_file(spec)
+    if spec.endswith(".py"):
+        raise ModelNotFoundError(f"{spec}: name the factory function too, as {spec}:factory")
+    return _from_zoo(spec, batch, seq, tiny)

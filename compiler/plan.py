@@ -1,0 +1,134 @@
+"""Layers of a graph and the plan: one decision per layer, with its candidates and reason.
+
+A layer is a node that multiplies by a weight parameter: `linear`, `conv1d`/`conv2d`, or
+`mm`/`matmul`/`addmm` with a parameter operand. Its name is the weight's module path
+(`layers.0.mlp.up_proj`). Shapes are (out_features, in_features, *kernel).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from .errors import ConfigError
+from .ir import Graph, Node
+
+WEIGHT_OPS = {"linear": 1, "conv1d": 1, "conv2d": 1, "conv1d.padding": 1,
+              "conv2d.padding": 1, "mm": 1, "matmul": 1, "addmm": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    name: str
+    op: str
+    node: str          # the IR output name of the layer's node
+    weight: str        # the IR parameter holding the weight
+    shape: tuple[int, ...]   # (out, in, *kernel) in the layer's own terms
+
+    @property
+    def out_features(self) -> int:
+        return self.shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self.shape[1]
+
+
+def layer_of(graph: Graph, node: Node) -> Layer | None:
+    """The layer `node` computes, or None if it multiplies by no weight parameter."""
+    index = WEIGHT_OPS.get(node.op)
+    if index is None or len(node.inputs) <= index:
+        return None
+    weight = node.inputs[index]
+    if weight is None or weight not in graph.param_names:
+        return None
+    shape = graph.values[weight].shape
+    if node.op in ("mm", "matmul", "addmm"):
+        if len(shape) != 2:
+            return None
+        shape = (shape[1], shape[0])  # x @ W with W [in, out]
+    name = weight[:-len(".weight")] if weight.endswith(".weight") else weight
+    return Layer(name, node.op, node.outputs[0], weight, tuple(int(d) for d in shape))
+
+
+def find_layers(graph: Graph) -> list[Layer]:
+    layers = [l for l in (layer_of(graph, n) for n in graph.nodes) if l is not None]
+    seen: dict[str, int] = {}
+    out = []
+    for layer in layers:  # a weight used twice (tied) gives two layers: number the repeats
+        k = seen.get(layer.name, 0)
+        seen[layer.name] = k + 1
+        out.append(layer if k == 0 else dataclasses.replace(layer, name=f"{layer.name}#{k}"))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    pattern: str
+    predicted_us: float | None = None
+    error: float | None = None
+    reason: str | None = None   # why it can't apply or was rejected, if so
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    layer: Layer
+    chosen: str
+    reason: str
+    candidates: tuple[Candidate, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.layer.name, "op": self.layer.op, "node": self.layer.node,
+                "weight": self.layer.weight, "shape": list(self.layer.shape),
+                "chosen": self.chosen, "reason": self.reason,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    decisions: tuple[Decision, ...]
+
+    def __getitem__(self, name: str) -> Decision:
+        for d in self.decisions:
+            if d.layer.name == name:
+                return d
+        raise KeyError(name)
+
+    def chosen(self) -> dict[str, str]:
+        return {d.layer.name: d.chosen for d in self.decisions}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": 1, "layers": {d.layer.name: d.chosen for d in self.decisions},
+                "decisions": [d.to_dict() for d in self.decisions]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+
+def load_plan_file(path: str, layers: Iterable[Layer]) -> dict[str, str]:
+    """Read a user plan file ({"layers": {name: pattern}}) and check it names real layers."""
+    from .patterns import parse_pattern
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise ConfigError(f"plan file {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"plan file {path} is not valid JSON: {e}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("layers"), dict):
+        raise ConfigError(f"plan file {path}: expected an object with a \"layers\" object "
+                          f"mapping layer names to patterns")
+    known = {l.name for l in layers}
+    out = {}
+    for name, pattern in raw["layers"].items():
+        if name not in known:
+            raise ConfigError(f"plan file {path}: layer {name!r} does not exist in the model")
+        try:
+            out[name] = str(parse_pattern(pattern))
+        except ConfigError as e:
+            raise ConfigError(f"plan file {path}: layer {name!r}: {e}") from None
+    return out

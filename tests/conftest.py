@@ -1,0 +1,33 @@
+"""Shared test helpers."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """max |out - ref| / max |ref| (0 when both are zero)."""
+    out, ref = out.detach().double(), ref.detach().double()
+    assert out.shape == ref.shape, f"shape {tuple(out.shape)} != {tuple(ref.shape)}"
+    scale = ref.abs().max().item()
+    diff = (out - ref).abs().max().item() if out.numel() else 0.0
+    return diff / scale if scale else diff
+
+
+@pytest.fixture
+def assert_close():
+    def check(outs, refs, tol: float) -> None:
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+        refs = list(refs) if isinstance(refs, (list, tuple)) else [refs]
+        assert len(outs) == len(refs), f"{len(outs)} outputs vs {len(refs)} references"
+        for i, (o, r) in enumerate(zip(outs, refs)):
+            if r.dtype in (torch.bool, torch.int64, torch.int32):
+                assert torch.equal(o, r), f"output {i} differs"
+            else:
+                e = rel_err(o, r)
+                assert e <= tol, f"output {i}: relative error {e:.3g} > {tol}"
+    return check
