@@ -13,8 +13,11 @@ op, the node and the model source line it came from.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import io
+import logging
 import operator
 import re
 from collections.abc import Mapping, Sequence
@@ -45,6 +48,24 @@ def source_line(fx_node: torch.fx.Node) -> str | None:
     return f"{path}:{line}: {code.strip()}"
 
 
+@contextlib.contextmanager
+def _quiet_torch():
+    """Silence torch's own logging and prints while exporting: failures become one error."""
+    loggers = [logging.getLogger("torch")] + [
+        logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+        if n.startswith("torch.")]
+    levels = [lg.level for lg in loggers]
+    sink = io.StringIO()
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _export(model: torch.nn.Module, args: tuple, kwargs: dict,
             dynamic_dims: DynamicDims) -> torch.export.ExportedProgram:
     params = list(inspect.signature(model.forward).parameters)
@@ -67,8 +88,9 @@ def _export(model: torch.nn.Module, args: tuple, kwargs: dict,
             dynamic_shapes[name] = ({a % value.dim(): torch.export.Dim.DYNAMIC for a in axes}
                                     if axes else None)
     try:
-        return torch.export.export(model, tuple(args), kwargs, dynamic_shapes=dynamic_shapes,
-                                   strict=False)
+        with _quiet_torch():
+            return torch.export.export(model, tuple(args), kwargs,
+                                       dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CaptureError(f"torch.export could not trace {type(model).__name__}: "
