@@ -48,6 +48,32 @@ def source_line(fx_node: torch.fx.Node) -> str | None:
     return f"{path}:{line}: {code.strip()}"
 
 
+def _widen_unit_dims(bound: inspect.BoundArguments,
+                     dynamic_dims: DynamicDims) -> inspect.BoundArguments:
+    """Repeat size-1 example inputs to size 2 along their dynamic axes.
+
+    torch.export specializes dims whose example size is 0 or 1, so a dynamic `batch` traced
+    from a batch of one would become a constant. Tracing reads shapes, not values, so a
+    repeated example traces the same graph with the dim kept symbolic.
+    """
+    unit = {name for inp, axes in dynamic_dims.items() for axis, name in axes.items()
+            if isinstance(bound.arguments.get(inp), torch.Tensor)
+            and -bound.arguments[inp].dim() <= axis < bound.arguments[inp].dim()
+            and bound.arguments[inp].shape[axis] == 1}
+    if not unit:
+        return bound
+    new = inspect.BoundArguments(bound.signature, bound.arguments.copy())
+    for inp, axes in dynamic_dims.items():
+        value = new.arguments.get(inp)
+        if not isinstance(value, torch.Tensor):
+            continue
+        for axis, name in axes.items():
+            if name in unit and -value.dim() <= axis < value.dim() and value.shape[axis] == 1:
+                value = torch.cat([value, value], dim=axis)
+        new.arguments[inp] = value
+    return new
+
+
 @contextlib.contextmanager
 def _quiet_torch():
     """Silence torch's own logging and prints while exporting: failures become one error."""
@@ -76,6 +102,8 @@ def _export(model: torch.nn.Module, args: tuple, kwargs: dict,
                            f"does not take (its inputs: {params})")
     dynamic_shapes = None
     if dynamic_dims:
+        bound = _widen_unit_dims(bound, dynamic_dims)
+        args, kwargs = bound.args, bound.kwargs
         dynamic_shapes = {}
         for name, value in bound.arguments.items():
             axes = dynamic_dims.get(name, {})
@@ -92,7 +120,8 @@ def _export(model: torch.nn.Module, args: tuple, kwargs: dict,
             return torch.export.export(model, tuple(args), kwargs,
                                        dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        first = " ".join(lines[:3])[:600] if lines else type(e).__name__
         raise CaptureError(f"torch.export could not trace {type(model).__name__}: "
                            f"{type(e).__name__}: {first}") from e
 
@@ -226,6 +255,8 @@ class _Converter:
         attrs: dict[str, Any] = {}
         for arg in schema:
             if arg.name not in given:
+                if ops.is_tensor_arg(arg) and not ops.is_tensor_list_arg(arg):
+                    inputs.append(None)  # every tensor slot is kept: inputs follow the schema
                 continue
             a = given[arg.name]
             if ops.is_tensor_list_arg(arg):

@@ -127,7 +127,7 @@ def call(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
         if is_tensor_list_arg(arg):
             value: Any = [next(it) for _ in range(n_list)]
         elif is_tensor_arg(arg):
-            value = next(it)
+            value = next(it, None)
         elif arg.name == "device":
             value = device
         elif arg.name in attrs:
