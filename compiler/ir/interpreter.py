@@ -5,7 +5,7 @@ Every backend is checked against it. Parameters are moved to the chosen device o
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,6 +13,9 @@ import torch
 from ..errors import SparseccError
 from . import ops
 from .graph import Graph, Node, Ref
+
+
+Observer = Callable[[Node, list[Any], Any], None]
 
 
 def resolve_refs(value: Any, env: Mapping[str, Any]) -> Any:
@@ -64,19 +67,24 @@ class Interpreter:
             env[name] = v.to(self.device) if isinstance(v, torch.Tensor) else v
         return env
 
-    @torch.no_grad()
-    def run(self, args: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
-        env = self.bind_inputs(args)
-        for node in self.graph.nodes:
-            inputs = [None if i is None else env[i] for i in node.inputs]
-            attrs = {k: resolve_refs(v, env) for k, v in node.attrs.items()}
-            try:
-                result = ops.call(node.op, inputs, attrs, self.device)
-            except Exception as e:
-                raise SparseccError(f"interpreter: node {node.op} -> "
-                                    f"{', '.join(node.outputs)} failed: {e}") from e
-            bind_outputs(node, result, env)
-        return [env[o] for o in self.graph.outputs]
+    def run(self, args: Sequence[Any] | Mapping[str, Any],
+            observe: Observer | None = None, *, grad: bool = False) -> list[Any]:
+        """Run the graph. `observe(node, inputs, result)` is called after every node (to
+        collect calibration statistics); `grad=True` keeps autograd on (for Taylor scores)."""
+        with torch.set_grad_enabled(grad):
+            env = self.bind_inputs(args)
+            for node in self.graph.nodes:
+                inputs = [None if i is None else env[i] for i in node.inputs]
+                attrs = {k: resolve_refs(v, env) for k, v in node.attrs.items()}
+                try:
+                    result = ops.call(node.op, inputs, attrs, self.device)
+                except Exception as e:
+                    raise SparseccError(f"interpreter: node {node.op} -> "
+                                        f"{', '.join(node.outputs)} failed: {e}") from e
+                if observe is not None:
+                    observe(node, inputs, result)
+                bind_outputs(node, result, env)
+            return [env[o] for o in self.graph.outputs]
 
 
 def _place(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:

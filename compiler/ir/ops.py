@@ -7,6 +7,10 @@ every other argument is an attribute named as in the schema. Arguments left at t
 default are not stored. Arguments that pick a device are not stored either: the interpreter
 and backends place every tensor on their own device.
 
+Attributes whose names are not arguments of the op's schema are annotations for passes and
+backends, never passed to the op: `sparsity` (the pattern string a layer's weight obeys, e.g.
+"2:4", set by the pass that applied it) is the one in use.
+
 Scalar operators (`sym.add`, `sym.mul`, ...) compute symbolic sizes; their operands are the
 attributes `a` and `b` (ints or `Ref`s).
 """
@@ -32,7 +36,8 @@ TENSOR_OPS: frozenset[str] = frozenset("""
     add.Tensor add.Scalar sub.Tensor sub.Scalar rsub.Scalar mul.Tensor mul.Scalar
     div.Tensor div.Scalar div.Tensor_mode neg pow.Tensor_Scalar pow.Tensor_Tensor pow.Scalar
     rsqrt sqrt exp log abs reciprocal cos sin clamp clamp_min clamp_max minimum maximum
-    reshape view _unsafe_view permute transpose.int t numpy_T expand repeat repeat_interleave.self_int expand_as slice.Tensor cat stack
+    reshape view _unsafe_view permute transpose.int t numpy_T expand expand_as repeat
+    repeat_interleave.self_int slice.Tensor cat stack
     split.Tensor split_with_sizes chunk unbind.int unsqueeze squeeze squeeze.dim squeeze.dims
     flatten.using_ints contiguous clone alias detach lift_fresh_copy select.int narrow
     scaled_dot_product_attention
@@ -49,6 +54,8 @@ TENSOR_OPS: frozenset[str] = frozenset("""
     bitwise_or.Tensor logical_not logical_and logical_or bitwise_not
     sym_size.int
 """.split())
+
+ANNOTATIONS = frozenset({"sparsity"})
 
 # Arguments never stored: they only place tensors or pick an allocation strategy.
 _PLACEMENT_ARGS = frozenset({"device", "pin_memory", "layout", "memory_format", "non_blocking"})
