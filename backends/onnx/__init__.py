@@ -1,0 +1,5 @@
+"""The ONNX backend: export an IR graph as an ONNX model and run it in ONNX Runtime (CPU)."""
+from . import ops_math, ops_nn, ops_shape  # noqa: F401  (they register the lowerings)
+from .export import LOWERINGS, OnnxExportError, export_onnx, run_onnx
+
+__all__ = ["LOWERINGS", "OnnxExportError", "export_onnx", "run_onnx"]
