@@ -51,6 +51,9 @@ class CompileResult:
         parent = os.path.dirname(out)
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".sparsecc-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result is a normal dir
         try:
             self._write(tmp)
             if os.path.exists(out):
@@ -98,14 +101,18 @@ def lower(graph: Graph, backend: str) -> Any:
                       f"(available: onnx, torch)")
 
 
-def _workload(config: CompileConfig, graph: Graph, mode: str | None) -> dict[str, Any]:
-    return {"batch": config.batch, "seq": config.seq, "mode": config.mode or mode}
+def _workload(config: CompileConfig, model_workload: Mapping[str, Any] | None
+              ) -> dict[str, Any]:
+    """The workload the plan is for: the config's, else the model's own."""
+    wl = dict(model_workload or {})
+    return {"batch": config.batch or wl.get("batch"), "seq": config.seq or wl.get("seq"),
+            "mode": config.mode or wl.get("kind")}
 
 
 def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapping[str, Any] = (),
             config: CompileConfig | None = None, *,
             dynamic_dims: Mapping[str, Mapping[int, str]] | None = None,
-            name: str | None = None, mode: str | None = None,
+            name: str | None = None, workload: Mapping[str, Any] | None = None,
             plan_file: str | None = None, dump_ir: str | None = None) -> CompileResult:
     """Compile `model` for `config.target`. The model is never modified.
 
@@ -130,6 +137,6 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     graph = pipeline.run(graph, PassContext(config=config, target=target))
     plan = graph.analyses["plan"]
     artifact = lower(graph, config.backend)
-    report = build_report(name or graph.name, target.name, _workload(config, graph, mode), plan,
+    report = build_report(name or graph.name, target.name, _workload(config, workload), plan,
                           pipeline.records, predicted_speedup=1.0)
     return CompileResult(graph, plan, report, artifact, config)

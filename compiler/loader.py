@@ -24,7 +24,7 @@ class LoadedModel:
     model: torch.nn.Module
     example_inputs: tuple[Any, ...] | Mapping[str, Any]
     dynamic_dims: Mapping[str, Mapping[int, str]]
-    mode: str | None = None
+    workload: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     calibration: tuple = ()
 
 
@@ -35,7 +35,7 @@ def _from_zoo(name: str, batch: int | None, seq: int | None, tiny: bool) -> Load
     except models.UnknownModelError as e:
         raise ModelNotFoundError(str(e).strip("'\"")) from None
     return LoadedModel(name, z.model, tuple(z.example_inputs), dict(z.dynamic_dims),
-                       z.workload.get("kind"), tuple(z.calibration))
+                       dict(z.workload), tuple(z.calibration))
 
 
 def _from_file(spec: str) -> LoadedModel:
@@ -64,9 +64,9 @@ def _from_file(spec: str) -> LoadedModel:
         raise ModelNotFoundError(f"{spec} raised {type(e).__name__}: {e}") from e
     label = f"{os.path.basename(path)}:{factory}"
     if hasattr(made, "model") and hasattr(made, "example_inputs"):
-        wl = getattr(made, "workload", {}) or {}
         return LoadedModel(label, made.model, made.example_inputs,
-                           dict(getattr(made, "dynamic_dims", {}) or {}), wl.get("kind"),
+                           dict(getattr(made, "dynamic_dims", {}) or {}),
+                           dict(getattr(made, "workload", {}) or {}),
                            tuple(getattr(made, "calibration", ()) or ()))
     if isinstance(made, tuple) and len(made) in (2, 3) and isinstance(made[0], torch.nn.Module):
         inputs = made[1]
