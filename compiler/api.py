@@ -85,9 +85,15 @@ class CompileResult:
 
 
 def default_passes(forced: Mapping[str, str] | None = None) -> list:
+    """clean up -> plan -> group channels -> errors -> remove channels -> N:M/block masks."""
+    from sparsecc.passes.apply_masks import ApplyMasks
     from sparsecc.passes.eliminate_noops import EliminateNoops
+    from sparsecc.passes.estimate_error import EstimateError
+    from sparsecc.passes.group_channels import GroupChannels
     from sparsecc.passes.plan_layers import PlanLayers
-    return [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items()))]
+    from sparsecc.passes.shrink_channels import ShrinkChannels
+    return [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items())),
+            GroupChannels(), EstimateError(), ShrinkChannels(), ApplyMasks()]
 
 
 def lower(graph: Graph, backend: str) -> Any:
@@ -113,11 +119,14 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
             config: CompileConfig | None = None, *,
             dynamic_dims: Mapping[str, Mapping[int, str]] | None = None,
             name: str | None = None, workload: Mapping[str, Any] | None = None,
-            plan_file: str | None = None, dump_ir: str | None = None) -> CompileResult:
+            plan_file: str | None = None, dump_ir: str | None = None,
+            calibration: Sequence[Any] = ()) -> CompileResult:
     """Compile `model` for `config.target`. The model is never modified.
 
     `example_inputs` are forward()'s positional arguments (a sequence) or keyword arguments
     (a mapping). `dynamic_dims` names dims that may vary: `{"x": {0: "batch"}}`.
+    `calibration` is a few batches of positional inputs; error estimates use their input
+    statistics (without them, errors assume isotropic inputs).
     """
     config = config or CompileConfig()
     target = get_target(config.target)
@@ -134,7 +143,8 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
         forced = load_plan_file(plan_file, find_layers(graph))
     pipeline = Pipeline(default_passes(forced), verify_each=config.verify_each_pass,
                         dump_dir=dump_ir)
-    graph = pipeline.run(graph, PassContext(config=config, target=target))
+    graph = pipeline.run(graph, PassContext(config=config, target=target,
+                                            calibration=tuple(calibration)))
     plan = graph.analyses["plan"]
     artifact = lower(graph, config.backend)
     report = build_report(name or graph.name, target.name, _workload(config, workload), plan,

@@ -82,7 +82,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     loaded = load_model(a.model, batch=a.batch, seq=a.seq, tiny=a.tiny)
     result = compile_model(loaded.model, loaded.example_inputs, config,
                            dynamic_dims=loaded.dynamic_dims, name=loaded.name,
-                           workload=loaded.workload, plan_file=a.plan, dump_ir=a.dump_ir)
+                           workload=loaded.workload, plan_file=a.plan, dump_ir=a.dump_ir,
+                           calibration=loaded.calibration)
     path = result.save(out, force=a.force)
     print(f"compiled {loaded.name} for {config.target}: {len(result.plan.decisions)} layers, "
           f"predicted speedup {result.report['predicted_speedup']:.2f}x -> {path}")

@@ -22,7 +22,7 @@ MODES = ("prefill", "decode", "vision")
 class CompileConfig:
     target: str = "h100"
     backend: str = "onnx"
-    patterns: tuple[str, ...] = ("2:4", "channel0.5", "block64x64@0.25", "dense")
+    patterns: tuple[str, ...] = ("dense",)   # candidate patterns, in order of preference
     budget: float = 0.02              # total error budget (sum of per-layer relative errors)
     batch: int | None = None          # workload: rows fed to each GEMM = batch * seq
     seq: int | None = None

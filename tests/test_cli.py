@@ -75,9 +75,11 @@ def test_compile_writes_all_outputs(models_file, tmp_path, capsys):
     assert set(report) >= {"model", "target", "workload", "predicted_speedup", "passes", "layers"}
     assert [l["name"] for l in report["layers"]] == ["up", "down"]
     for layer in report["layers"]:
-        assert layer["chosen"] == "dense" and "plans are dense" in layer["reason"]
+        assert layer["chosen"] == "dense" and "no sparse pattern was asked for" in layer["reason"]
         assert {"pattern", "predicted_us", "error"} <= set(layer["candidates"][0])
-    assert [p["name"] for p in report["passes"]] == ["eliminate-noops", "plan-layers"]
+    assert [p["name"] for p in report["passes"]] == [
+        "eliminate-noops", "plan-layers", "group-channels", "estimate-error", "shrink-channels",
+        "apply-masks"]
     assert "compiled user_models.py:mlp for h100" in stdout
     assert leftovers(tmp_path) == []
 
