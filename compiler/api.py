@@ -99,7 +99,9 @@ def default_passes(forced: Mapping[str, str] | None = None) -> list:
 def lower(graph: Graph, backend: str) -> Any:
     if backend == "onnx":
         from sparsecc.backends.onnx import export_onnx
-        return export_onnx(graph)
+        patterns = {n.outputs[0]: {"sparsecc.pattern": n.attrs["sparsity"]}
+                    for n in graph.nodes if n.attrs.get("sparsity")}
+        return export_onnx(graph, node_metadata=patterns)
     if backend == "torch":
         from sparsecc.backends.torch import lower_torch
         return lower_torch(graph)
