@@ -92,8 +92,11 @@ def default_passes(forced: Mapping[str, str] | None = None) -> list:
     from sparsecc.passes.group_channels import GroupChannels
     from sparsecc.passes.plan_layers import PlanLayers
     from sparsecc.passes.shrink_channels import ShrinkChannels
+    from sparsecc.passes.predict_latency import PredictLatency
+    from sparsecc.passes.select_patterns import SelectPatterns
     return [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items())),
-            GroupChannels(), EstimateError(), ShrinkChannels(), ApplyMasks()]
+            GroupChannels(), EstimateError(), PredictLatency(), SelectPatterns(),
+            ShrinkChannels(), ApplyMasks()]
 
 
 def lower(graph: Graph, backend: str) -> Any:
@@ -107,6 +110,40 @@ def lower(graph: Graph, backend: str) -> Any:
         return lower_torch(graph)
     raise ConfigError(f"backend {backend!r} is not available in this version of sparsecc "
                       f"(available: onnx, torch)")
+
+
+_BYTES = {"f16": 2, "bf16": 2, "f32": 4}
+
+
+def plan_totals(before: Graph, after: Graph, plan: Plan, dtype: str) -> dict[str, Any]:
+    """Predicted time of the weight layers (dense and planned) and the weights kept."""
+    dense = [d.candidate("dense").predicted_us if d.candidate("dense") else None
+             for d in plan.decisions]
+    chosen = [d.predicted_us for d in plan.decisions]
+    known = [(a, b) for a, b in zip(dense, chosen) if a is not None and b is not None]
+    weights = {d.layer.weight for d in plan.decisions}
+    total = sum(before.params[w].numel() for w in weights if w in before.params)
+    kept = sum(int((after.params[w] != 0).sum()) for w in weights if w in after.params)
+    out: dict[str, Any] = {"weights": total, "weights_kept": kept,
+                           "bytes_saved": (total - kept) * _BYTES.get(dtype, 4)}
+    if known:
+        out["dense_us"] = sum(a for a, _ in known)
+        out["predicted_us"] = sum(b for _, b in known)
+        out["layers_predicted"] = f"{len(known)} of {len(plan.decisions)} weight layers"
+    return out
+
+
+def _example_dims(graph: Graph, example_inputs: Sequence[Any] | Mapping[str, Any]
+                  ) -> dict[str, int]:
+    """Sizes of the symbolic input dims in the example inputs: the workload's fallback."""
+    values = [example_inputs.get(n) for n in graph.inputs] if isinstance(example_inputs, Mapping) \
+        else list(example_inputs)
+    dims: dict[str, int] = {}
+    for name, t in zip(graph.inputs, values):
+        for d, size in zip(graph.values[name].shape, getattr(t, "shape", ())):
+            if isinstance(d, str) and d.isidentifier():
+                dims.setdefault(d, int(size))
+    return dims
 
 
 def _workload(config: CompileConfig, model_workload: Mapping[str, Any] | None
@@ -143,12 +180,20 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     if plan_file is not None:
         from .plan import find_layers, load_plan_file
         forced = load_plan_file(plan_file, find_layers(graph))
+    graph = graph.copy()
+    graph.analyses["workload"] = _workload(config, workload)
+    graph.analyses["workload"]["dims"] = _example_dims(graph, example_inputs)
+    before = graph
     pipeline = Pipeline(default_passes(forced), verify_each=config.verify_each_pass,
                         dump_dir=dump_ir)
     graph = pipeline.run(graph, PassContext(config=config, target=target,
                                             calibration=tuple(calibration)))
     plan = graph.analyses["plan"]
     artifact = lower(graph, config.backend)
-    report = build_report(name or graph.name, target.name, _workload(config, workload), plan,
-                          pipeline.records, predicted_speedup=1.0)
+    totals = plan_totals(before, graph, plan, config.dtype)
+    speedup = (totals["dense_us"] / totals["predicted_us"]
+               if totals.get("predicted_us") else None)
+    report = build_report(name or graph.name, target.name, graph.analyses["workload"], plan,
+                          pipeline.records, predicted_speedup=speedup, totals=totals,
+                          frontier=graph.analyses.get("frontier"))
     return CompileResult(graph, plan, report, artifact, config)

@@ -36,8 +36,10 @@ def _parser() -> argparse.ArgumentParser:
 
     def model_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("model", help="zoo name or path/file.py:factory")
-        sp.add_argument("--batch", type=_positive_int, help="batch size of the workload")
-        sp.add_argument("--seq", type=_positive_int, help="sequence length of the workload")
+        sp.add_argument("--batch", type=_positive_int,
+                        help="workload batch: with --seq S the GEMMs see BATCH*S rows; alone, "
+                             "BATCH rows (seq 1). Default: the model's own workload")
+        sp.add_argument("--seq", type=_positive_int, help="workload sequence length")
         sp.add_argument("--tiny", action="store_true", help="the zoo model's small config")
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
@@ -46,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--target", required=True, help="h100, a100, l4, tpu-v4, tpu-v5e, cpu-x86")
     c.add_argument("--out", required=True, help="output directory (must not exist)")
     c.add_argument("--backend", default="onnx", help="onnx (default), torch or tvm")
-    c.add_argument("--budget", type=float, default=0.02, help="total error budget")
+    c.add_argument("--budget", type=float, default=0.02,
+                   help="total error budget: the sum of per-layer relative output errors")
+    c.add_argument("--speedup", type=float,
+                   help="instead of --budget: reach this predicted speedup at the least error")
     c.add_argument("--patterns", help="candidate patterns, e.g. '2:4,channel0.5,dense'")
     c.add_argument("--plan", help="a plan file {\"layers\": {name: pattern}} to apply")
     c.add_argument("--force", action="store_true", help="replace an existing --out directory")
@@ -78,15 +83,23 @@ def _cmd_compile(a: argparse.Namespace) -> int:
         if not kw["patterns"]:
             raise ConfigError("--patterns is empty")
     config = CompileConfig(target=a.target, backend=a.backend, budget=a.budget,
-                           batch=a.batch, seq=a.seq, verify_each_pass=a.verify, **kw)
-    loaded = load_model(a.model, batch=a.batch, seq=a.seq, tiny=a.tiny)
+                           speedup=a.speedup, batch=a.batch,
+                           seq=a.seq if a.seq or not a.batch else 1,
+                           verify_each_pass=a.verify, **kw)
+    # the workload (--batch/--seq) is what the cost model plans for; the model is captured
+    # on its own small example inputs, with dynamic dims
+    loaded = load_model(a.model, tiny=a.tiny)
     result = compile_model(loaded.model, loaded.example_inputs, config,
                            dynamic_dims=loaded.dynamic_dims, name=loaded.name,
                            workload=loaded.workload, plan_file=a.plan, dump_ir=a.dump_ir,
                            calibration=loaded.calibration)
     path = result.save(out, force=a.force)
-    print(f"compiled {loaded.name} for {config.target}: {len(result.plan.decisions)} layers, "
-          f"predicted speedup {result.report['predicted_speedup']:.2f}x -> {path}")
+    sparse = sum(d.chosen != "dense" for d in result.plan.decisions)
+    speed = result.report["predicted_speedup"]
+    speed_text = f"{speed:.2f}x" if speed is not None else "unknown"
+    print(f"compiled {loaded.name} for {config.target}: {sparse} of "
+          f"{len(result.plan.decisions)} layers sparse, predicted speedup {speed_text} "
+          f"(weight layers) -> {path}")
     return 0
 
 

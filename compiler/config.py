@@ -22,8 +22,10 @@ MODES = ("prefill", "decode", "vision")
 class CompileConfig:
     target: str = "h100"
     backend: str = "onnx"
-    patterns: tuple[str, ...] = ("dense",)   # candidate patterns, in order of preference
+    # candidate patterns; the selector picks per layer (dense is always a candidate)
+    patterns: tuple[str, ...] = ("2:4", "block64x64@0.25", "channel0.25", "channel0.5", "dense")
     budget: float = 0.02              # total error budget (sum of per-layer relative errors)
+    speedup: float | None = None      # instead: reach this predicted speedup at least error
     batch: int | None = None          # workload: rows fed to each GEMM = batch * seq
     seq: int | None = None
     mode: str | None = None           # prefill | decode | vision; None: the model's own
@@ -41,6 +43,9 @@ class CompileConfig:
         object.__setattr__(self, "patterns", tuple(str(parse_pattern(p)) for p in pats))
         if not isinstance(self.budget, (int, float)) or self.budget < 0:
             raise ConfigError(f"budget must be a non-negative number, got {self.budget!r}")
+        if self.speedup is not None and (not isinstance(self.speedup, (int, float))
+                                         or self.speedup < 1.0):
+            raise ConfigError(f"speedup must be a number >= 1, got {self.speedup!r}")
         for name in ("batch", "seq"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):

@@ -58,6 +58,14 @@ def _scores(weight: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
 
 def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of the k highest entries along the last dim (ties: lower index first)."""
+    m = scores.shape[-1]
+    if m <= 16:
+        # rank by pairwise comparison (a sort per tiny group is slow on big weights):
+        # rank_i = #{j: s_j > s_i} + #{j < i: s_j == s_i}
+        a, b = scores.unsqueeze(-1), scores.unsqueeze(-2)      # [..., i, 1], [..., 1, j]
+        earlier = torch.ones(m, m, dtype=torch.bool, device=scores.device).tril(-1)
+        beats = (b > a) | ((b == a) & earlier)                  # j beats i
+        return beats.sum(-1) < k
     order = torch.argsort(scores.double(), dim=-1, descending=True, stable=True)
     keep = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     return keep.scatter_(-1, order[..., :k], True)

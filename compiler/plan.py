@@ -80,11 +80,17 @@ class Decision:
     chosen: str
     reason: str
     candidates: tuple[Candidate, ...] = ()
+    forced: bool = False     # set by a plan file or an override: selection leaves it alone
+    predicted_us: float | None = None   # this layer's predicted time with the chosen pattern
+
+    def candidate(self, pattern: str) -> Candidate | None:
+        return next((c for c in self.candidates if c.pattern == pattern), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.layer.name, "op": self.layer.op, "node": self.layer.node,
                 "weight": self.layer.weight, "shape": list(self.layer.shape),
                 "chosen": self.chosen, "reason": self.reason,
+                "predicted_us": self.predicted_us,
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 

@@ -60,7 +60,8 @@ class PlanLayers(Pass):
                            if c.reason and names.index(c.pattern) < names.index(chosen)]
                 if skipped:
                     reason += "; skipped " + ", ".join(skipped)
-            decisions.append(Decision(layer, chosen, reason, tuple(cands)))
+            decisions.append(Decision(layer, chosen, reason, tuple(cands),
+                                      forced=wanted is not None))
         g = graph.copy()
         g.analyses["layers"] = layers
         g.analyses["plan"] = Plan(tuple(decisions))

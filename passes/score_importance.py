@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Mapping, Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -88,21 +88,28 @@ class LayerStats:
     gram: torch.Tensor | None
     rows: int
     sq_norm: torch.Tensor
+    # For wide linear layers seen on fewer rows than inputs, the rows themselves (float32
+    # [rows, in]) replace the Gram matrix: smaller, and ||dW X^T||^2 is cheaper than
+    # tr(dW H dW^T). Then `gram` is None; errors read `inputs`.
+    inputs: torch.Tensor | None = None
 
 
-def _stats_bytes(layer: Layer, with_gram: bool) -> int:
+def _stats_bytes(layer: Layer, with_gram: bool, rows: int | None = None) -> int:
     n = layer.in_features
+    if with_gram and not is_conv(layer) and n >= WIDE and rows is not None and rows <= n:
+        return 4 * rows * n + 8 * n   # the input rows are kept instead of XᵀX
     return 8 * (n * n + n if with_gram and not is_conv(layer) else n)
 
 
-def plan_sweeps(layers: Sequence[Layer], max_bytes: int,
-                with_gram: bool = True) -> list[list[Layer]]:
+def plan_sweeps(layers: Sequence[Layer], max_bytes: int, with_gram: bool = True,
+                rows: Mapping[str, int] | None = None) -> list[list[Layer]]:
     """Layers packed in order into sweeps whose statistics fit in `max_bytes` (at least one
-    layer per sweep)."""
+    layer per sweep). `rows` (per layer, over all calibration batches) sizes kept inputs."""
     sweeps: list[list[Layer]] = []
     used = 0
+    rows = rows or {}
     for layer in layers:
-        need = _stats_bytes(layer, with_gram)
+        need = _stats_bytes(layer, with_gram, rows.get(layer.name))
         if not sweeps or used + need > max_bytes:
             sweeps.append([])
             used = 0
@@ -111,11 +118,23 @@ def plan_sweeps(layers: Sequence[Layer], max_bytes: int,
     return sweeps
 
 
+WIDE = 1024   # layers at least this wide keep their input rows instead of XᵀX when fewer
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """XᵀX of one batch: float32 products (fast) for wide layers, summed in float64."""
+    if x.shape[1] >= WIDE:
+        x32 = x.to(torch.float32)
+        return (x32.T @ x32).to(torch.float64)
+    return x.T @ x
+
+
 class _Accumulator:
     def __init__(self, layer: Layer, with_gram: bool) -> None:
         self.layer, self.with_gram = layer, with_gram
         self.gram: torch.Tensor | None = None
         self.sq: torch.Tensor | None = None
+        self.chunks: list[torch.Tensor] = []
         self.rows = 0
 
     def add(self, x: torch.Tensor, weight_rank: int) -> None:
@@ -128,8 +147,14 @@ class _Accumulator:
             self.sq = sq if self.sq is None else self.sq + sq
         else:
             x = x.reshape(-1, x.shape[-1])
-            if self.with_gram:
-                h = x.T @ x
+            if self.with_gram and x.shape[1] >= WIDE and self.gram is None \
+                    and self.rows + x.shape[0] <= x.shape[1]:
+                self.chunks.append(x.to(torch.float32))
+            elif self.with_gram:
+                if self.chunks:  # too many rows after all: fold the kept rows into H
+                    self.gram = _gram(torch.cat(self.chunks).double())
+                    self.chunks = []
+                h = _gram(x)
                 self.gram = h if self.gram is None else self.gram + h
             else:
                 sq = (x * x).sum(dim=0)
@@ -139,8 +164,30 @@ class _Accumulator:
     def result(self) -> LayerStats:
         if self.rows == 0:
             raise ConfigError(f"layer {self.layer.name} was not reached by any calibration batch")
+        if self.chunks:
+            x = torch.cat(self.chunks)
+            return LayerStats(None, self.rows, x.double().pow(2).sum(0), inputs=x)
         sq = self.gram.diagonal().clone() if self.gram is not None else self.sq
         return LayerStats(self.gram, self.rows, sq)
+
+
+def calibration_rows(graph: Graph, batches: Sequence[tuple], layers: Sequence[Layer]
+                     ) -> dict[str, int]:
+    """Rows each layer will see over the batches, from the batches' shapes (no model run)."""
+    from .predict_latency import layer_rows
+    total: dict[str, int] = {}
+    for batch in batches:
+        env: dict[str, int] = {}
+        for name, t in zip(graph.inputs, batch):
+            for d, size in zip(graph.values[name].shape, getattr(t, "shape", ())):
+                if isinstance(d, str) and d.isidentifier():
+                    env[d] = int(size)
+        for layer in layers:
+            try:
+                total[layer.name] = total.get(layer.name, 0) + layer_rows(graph, layer, env)
+            except Exception:   # a shape we can't evaluate: plan as if XᵀX were kept
+                total.pop(layer.name, None)
+    return total
 
 
 def _batches(calibration: Sequence[Any]) -> list[tuple]:
@@ -158,7 +205,8 @@ def stream_layer_stats(graph: Graph, calibration: Sequence[Any], layers: Sequenc
     if not batches:
         raise ConfigError("no calibration batches to collect layer statistics from")
     interp = Interpreter(graph)
-    for sweep in plan_sweeps(layers, max_bytes, with_gram):
+    for sweep in plan_sweeps(layers, max_bytes, with_gram, calibration_rows(graph, batches,
+                                                                             layers)):
         accs: dict[str, list[_Accumulator]] = {}
         for layer in sweep:
             accs.setdefault(layer.node, []).append(_Accumulator(layer, with_gram))

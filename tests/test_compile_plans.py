@@ -15,13 +15,17 @@ from sparsecc.ir import run, verify
 from sparsecc.passes.group_channels import group_channels
 from sparsecc.passes.shrink_channels import zero_channels
 
-PLANS = {"2:4": ("2:4",), "block": ("block16x16@0.25",), "channel": ("channel0.5",),
-         "mixed": ("channel0.5", "2:4"), "composite": ("channel0.5+2:4",)}
+# Each plan kind forced on every layer it fits (overrides: first matching regex wins); the
+# selector's own choices are tested in tests/passes/test_select_patterns.py.
+MIXED = {r".*(mlp|intermediate|conv1|fc1).*": "channel0.5", ".*": "2:4"}
+PLANS = {"2:4": {".*": "2:4"}, "block": {".*": "block16x16@0.25"},
+         "channel": {".*": "channel0.5"}, "mixed": MIXED,
+         "composite": {".*": "channel0.5+2:4"}}
 
 
-def compile_zoo(name, patterns, **kw):
+def compile_zoo(name, overrides, **kw):
     z = models.get(name, tiny=True)
-    config = sparsecc.CompileConfig(target="h100", patterns=patterns, **kw)
+    config = sparsecc.CompileConfig(target="h100", overrides=overrides, **kw)
     result = sparsecc.compile(z.model, z.example_inputs, config, dynamic_dims=z.dynamic_dims,
                               name=name, calibration=z.calibration)
     return z, result
@@ -55,7 +59,7 @@ def _nm_ok(w, n, m):
 
 
 def test_nm_layers_obey_the_pattern_and_are_annotated():
-    z, result = compile_zoo("tiny-llama", ("2:4",))
+    z, result = compile_zoo("tiny-llama", PLANS["2:4"])
     g = result.ir
     sparse = [n for n in g.nodes if n.attrs.get("sparsity")]
     assert len(sparse) == len([d for d in result.plan.decisions if d.chosen == "2:4"]) > 0
@@ -71,7 +75,7 @@ def test_nm_layers_obey_the_pattern_and_are_annotated():
 
 @pytest.mark.parametrize("name", ["tiny-llama", "mnist-cnn", "tiny-resnet", "minilm"])
 def test_channel_plan_equals_the_zeroed_reference(name):
-    z, result = compile_zoo(name, ("channel0.5",))
+    z, result = compile_zoo(name, PLANS["channel"])
     reference = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims)
     groups = group_channels(reference)
     removed = result.ir.analyses["removed_channels"]
@@ -86,7 +90,7 @@ def test_channel_plan_equals_the_zeroed_reference(name):
 
 
 def test_channel_error_proxy_equals_the_measured_consumer_error():
-    z, result = compile_zoo("tiny-llama", ("channel0.5",))
+    z, result = compile_zoo("tiny-llama", PLANS["channel"])
     d = result.plan["layers.0.mlp.gate_proj"]
     cand = next(c for c in d.candidates if c.pattern == "channel0.5")
     reference = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims)
@@ -153,7 +157,6 @@ def test_plan_file_takes_effect_and_bad_plan_files_are_named(tmp_path, capsys):
 
 
 def test_unprunable_channel_request_stays_dense_with_the_reason():
-    z, result = compile_zoo("tiny-llama", ("dense",),
-                            overrides={r"layers\.0\.mlp\.down_proj": "channel0.5"})
+    z, result = compile_zoo("tiny-llama", {r"layers\.0\.mlp\.down_proj": "channel0.5"})
     d = result.plan["layers.0.mlp.down_proj"]
     assert d.chosen == "dense" and "normalizes" in d.reason
