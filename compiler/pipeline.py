@@ -27,6 +27,7 @@ class PassContext:
     target: Any = None
     calibration: Sequence[Any] = ()
     progress: Callable[[str, int, int], None] | None = None
+    cost_model: Any = None    # None: the target's default (sparsecc.cost.default_cost_model)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,7 @@ class PredictLatency(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         from sparsecc.cost import default_cost_model
         plan: Plan = graph.analyses["plan"]
-        model = default_cost_model(ctx.target)
+        model = ctx.cost_model or default_cost_model(ctx.target)
         env = workload_env(graph.analyses.get("workload", {}))
         dtype = ctx.config.dtype if ctx.config is not None else "f16"
         rows: dict[str, int] = {}

@@ -65,7 +65,7 @@ class SelectPatterns(Pass):
         config = ctx.config
         plan: Plan = graph.analyses["plan"]
         groups: list[ChannelGroup] = graph.analyses["channel_groups"]
-        costs = _Costs(default_cost_model(ctx.target), graph.analyses["layer_rows"],
+        costs = _Costs(ctx.cost_model or default_cost_model(ctx.target), graph.analyses["layer_rows"],
                        config.dtype)
         by_name = {d.layer.name: d for d in plan.decisions}
         dense_us = {n: d.candidate("dense").predicted_us for n, d in by_name.items()}
