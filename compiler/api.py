@@ -182,7 +182,7 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
         forced = load_plan_file(plan_file, find_layers(graph))
     graph = graph.copy()
     graph.analyses["workload"] = _workload(config, workload)
-    graph.analyses["workload"]["dims"] = _example_dims(graph, example_inputs)
+    graph.analyses["example_dims"] = _example_dims(graph, example_inputs)
     before = graph
     pipeline = Pipeline(default_passes(forced), verify_each=config.verify_each_pass,
                         dump_dir=dump_ir)

@@ -313,8 +313,11 @@ def render_html(report: Mapping[str, Any]) -> str:
               "the predicted speedup dense / chosen.", latency_bars(report),
               "No predictions in this report."),
         _plot("frontier", "Error vs latency frontier",
-              "Candidate whole-model plans; the step line is the Pareto front (the lowest "
-              "error reachable at each latency).", frontier_plot(report),
+              "The selector's best plan at a range of error budgets; the step line is the "
+              "Pareto front (the lowest error reachable at each latency). Latencies here are "
+              "the selector's additive estimates (each option's saving counted on its own); "
+              "the header's predicted latency re-predicts the chosen plan layer by layer on "
+              "the final shapes.", frontier_plot(report),
               "No frontier in this report."),
         _plot("sparsity", "Sparsity map",
               "Per layer, the fraction of weights the chosen pattern keeps, coloured by pattern "

@@ -146,8 +146,10 @@ def latency_bars(report: Mapping[str, Any]) -> str | None:
     for layer in report["layers"]:
         us = {c["pattern"]: c.get("predicted_us") for c in layer.get("candidates", ())}
         m = measured.get(layer["name"]) or {}
-        chosen = us.get(layer["chosen"])
-        chosen = layer.get("predicted_us") if chosen is None else chosen
+        # the layer's own prediction is for its final shape (channels removed upstream
+        # shrink it too); a candidate's is for the layer alone
+        chosen = layer.get("predicted_us")
+        chosen = us.get(layer["chosen"]) if chosen is None else chosen
         vals = [us.get("dense"), chosen, m.get("dense_us"), m.get("chosen_us")]
         if any(v is not None for v in vals):
             rows.append((layer, vals))

@@ -24,8 +24,8 @@ CONV_OPS = ("conv1d", "conv2d", "conv1d.padding", "conv2d.padding", "convolution
 
 
 def workload_env(workload: Mapping[str, Any]) -> dict[str, int]:
-    """Symbol values: the workload's batch and seq over the example inputs' sizes."""
-    env = dict(workload.get("dims") or {})
+    """Symbol values of the workload's batch and seq (decode: seq = 1)."""
+    env: dict[str, int] = {}
     if workload.get("batch"):
         env["batch"] = int(workload["batch"])
     if workload.get("mode") == "decode":
@@ -67,7 +67,8 @@ class PredictLatency(Pass):
         from sparsecc.cost import default_cost_model
         plan: Plan = graph.analyses["plan"]
         model = ctx.cost_model or default_cost_model(ctx.target)
-        env = workload_env(graph.analyses.get("workload", {}))
+        env = {**graph.analyses.get("example_dims", {}),
+               **workload_env(graph.analyses.get("workload", {}))}
         dtype = ctx.config.dtype if ctx.config is not None else "f16"
         rows: dict[str, int] = {}
         decisions = []

@@ -55,7 +55,7 @@ def select(config, cost=None):
     torch.manual_seed(0)   # the same weights in every call
     model = Mlp().eval()
     g = capture(model, [torch.randn(4, 32)], dynamic_dims={"x": {0: "batch"}})
-    g.analyses["workload"] = {"batch": 64, "seq": None, "mode": "prefill", "dims": {}}
+    g.analyses["workload"] = {"batch": 64, "seq": None, "mode": "prefill"}
     ctx = PassContext(config=config, target=get_target(config.target),
                       cost_model=cost or FakeCost())
     p = Pipeline([PlanLayers(), GroupChannels(), EstimateError(), PredictLatency(),
