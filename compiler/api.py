@@ -121,9 +121,13 @@ def plan_totals(before: Graph, after: Graph, plan: Plan, dtype: str) -> dict[str
              for d in plan.decisions]
     chosen = [d.predicted_us for d in plan.decisions]
     known = [(a, b) for a, b in zip(dense, chosen) if a is not None and b is not None]
+    dense = {d.layer.weight for d in plan.decisions if d.chosen == "dense"}
     weights = {d.layer.weight for d in plan.decisions}
     total = sum(before.params[w].numel() for w in weights if w in before.params)
-    kept = sum(int((after.params[w] != 0).sum()) for w in weights if w in after.params)
+    # a dense layer keeps every entry it still has (its inputs may have shrunk); a sparse
+    # one keeps its non-zeros
+    kept = sum(after.params[w].numel() if w in dense else int((after.params[w] != 0).sum())
+               for w in weights if w in after.params)
     out: dict[str, Any] = {"weights": total, "weights_kept": kept,
                            "bytes_saved": (total - kept) * _BYTES.get(dtype, 4)}
     if known:
