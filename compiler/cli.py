@@ -107,7 +107,11 @@ def _cmd_ir(a: argparse.Namespace) -> int:
     from .capture import capture
     from .ir import print_graph
     from .loader import load_model
+    from .ir import Graph
     loaded = load_model(a.model, batch=a.batch, seq=a.seq, tiny=a.tiny)
+    if isinstance(loaded.model, Graph):   # an imported ONNX model is IR already
+        sys.stdout.write(print_graph(loaded.model))
+        return 0
     inputs = loaded.example_inputs
     args, kwargs = ((), dict(inputs)) if isinstance(inputs, dict) else (tuple(inputs), {})
     g = capture(loaded.model, args, kwargs, dynamic_dims=loaded.dynamic_dims, name=loaded.name)

@@ -1,8 +1,11 @@
-"""Load the model a command names: a zoo name, or `path/file.py:factory`.
+"""Load the model a command names: a zoo name, `path/file.py:factory`, or `path/model.onnx`.
 
 A factory is called with no arguments and returns either an object with `model` and
 `example_inputs` (and optionally `dynamic_dims`, `input_names`, `workload`) like the zoo's
 `ZooModel`, or a tuple `(model, example_inputs)` or `(model, example_inputs, dynamic_dims)`.
+An ONNX file is imported into an IR graph (`LoadedModel.model` is then a `Graph`, which
+`sparsecc.compile` takes as is); its example inputs are random tensors of the input shapes with
+each symbolic dim set to a small size (batch 2, seq 16, others 4).
 """
 from __future__ import annotations
 
@@ -15,13 +18,14 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError, ModelNotFoundError
+from .errors import ModelNotFoundError
+from .ir import Graph
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
     name: str
-    model: torch.nn.Module
+    model: torch.nn.Module | Graph
     example_inputs: tuple[Any, ...] | Mapping[str, Any]
     dynamic_dims: Mapping[str, Mapping[int, str]]
     workload: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -79,10 +83,50 @@ def _from_file(spec: str) -> LoadedModel:
                              f".model and .example_inputs")
 
 
+# Sizes of symbolic dims in the example inputs of an imported ONNX model, by name.
+ONNX_DIM_SIZES = {"batch": 2, "seq": 16}
+ONNX_OTHER_DIM_SIZE = 4
+
+
+def onnx_dim_size(symbol: str) -> int:
+    lower = symbol.lower()
+    return next((v for k, v in ONNX_DIM_SIZES.items() if k in lower), ONNX_OTHER_DIM_SIZE)
+
+
+def example_inputs_for(graph: Graph, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Random inputs of `graph`'s input types: floats N(0, 1), ints and bools 0 or 1."""
+    from .ir import torch_dtype
+    from .ir.symbolic import evaluate
+    gen = torch.Generator().manual_seed(seed)
+    env = {s: onnx_dim_size(s) for s in graph.symbols()}
+    out = []
+    for name in graph.inputs:
+        v = graph.values[name]
+        shape = [evaluate(d, env) for d in v.shape]
+        dtype = torch_dtype(v.dtype)
+        if dtype.is_floating_point:
+            out.append(torch.randn(shape, generator=gen).to(dtype))
+        else:
+            out.append(torch.randint(0, 2, shape, generator=gen).to(dtype))
+    return tuple(out)
+
+
+def _from_onnx(path: str) -> LoadedModel:
+    from .capture import import_onnx
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"model file {path} does not exist")
+    graph = import_onnx(path)
+    symbols = graph.symbols()
+    workload = {"kind": "prefill" if "seq" in symbols else "vision",
+                "batch": ONNX_DIM_SIZES["batch"],
+                "seq": ONNX_DIM_SIZES["seq"] if "seq" in symbols else None}
+    return LoadedModel(os.path.basename(path), graph, example_inputs_for(graph), {}, workload)
+
+
 def load_model(spec: str, *, batch: int | None = None, seq: int | None = None,
                tiny: bool = False) -> LoadedModel:
     if spec.endswith(".onnx"):
-        raise ConfigError(f"{spec}: importing ONNX models is not supported in this version")
+        return _from_onnx(spec)
     if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
         return _from_file(spec)
     if spec.endswith(".py"):

@@ -11,8 +11,7 @@ from typing import Any
 import torch
 
 from sparsecc.ir import Graph
-from sparsecc.ir import ops
-from sparsecc.ir.interpreter import bind_outputs, resolve_refs
+from sparsecc.ir.interpreter import execute
 
 
 class IRModule(torch.nn.Module):
@@ -42,11 +41,7 @@ class IRModule(torch.nn.Module):
         env: dict[str, Any] = {name: getattr(self, slot) for name, slot in self._slots.items()}
         for name, a in zip(g.inputs, args):
             env[name] = a.to(device) if isinstance(a, torch.Tensor) else a
-        for node in g.nodes:
-            inputs = [None if i is None else env[i] for i in node.inputs]
-            attrs = {k: resolve_refs(v, env) for k, v in node.attrs.items()}
-            bind_outputs(node, ops.call(node.op, inputs, attrs, device), env)
-        outs = [env[o] for o in g.outputs]
+        outs = execute(g, env, device)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

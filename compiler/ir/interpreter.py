@@ -38,6 +38,23 @@ def bind_outputs(node: Node, result: Any, env: dict[str, Any]) -> None:
                         f"with {len(result) if isinstance(result, (tuple, list)) else 1} results")
 
 
+def execute(graph: Graph, env: dict[str, Any], device: torch.device,
+            observe: Observer | None = None) -> list[Any]:
+    """Run every node of `graph` over `env` (inputs and parameters bound); return the outputs."""
+    for node in graph.nodes:
+        inputs = [None if i is None else env[i] for i in node.inputs]
+        attrs = {k: resolve_refs(v, env) for k, v in node.attrs.items()}
+        try:
+            result = ops.call(node.op, inputs, attrs, device)
+        except Exception as e:
+            raise SparseccError(f"interpreter: node {node.op} -> "
+                                f"{', '.join(node.outputs)} failed: {e}") from e
+        if observe is not None:
+            observe(node, inputs, result)
+        bind_outputs(node, result, env)
+    return [env[o] for o in graph.outputs]
+
+
 class Interpreter:
     def __init__(self, graph: Graph, device: str | torch.device = "cpu",
                  dtype: torch.dtype | None = None) -> None:
@@ -72,19 +89,7 @@ class Interpreter:
         """Run the graph. `observe(node, inputs, result)` is called after every node (to
         collect calibration statistics); `grad=True` keeps autograd on (for Taylor scores)."""
         with torch.set_grad_enabled(grad):
-            env = self.bind_inputs(args)
-            for node in self.graph.nodes:
-                inputs = [None if i is None else env[i] for i in node.inputs]
-                attrs = {k: resolve_refs(v, env) for k, v in node.attrs.items()}
-                try:
-                    result = ops.call(node.op, inputs, attrs, self.device)
-                except Exception as e:
-                    raise SparseccError(f"interpreter: node {node.op} -> "
-                                        f"{', '.join(node.outputs)} failed: {e}") from e
-                if observe is not None:
-                    observe(node, inputs, result)
-                bind_outputs(node, result, env)
-            return [env[o] for o in self.graph.outputs]
+            return execute(self.graph, self.bind_inputs(args), self.device, observe)
 
 
 def _place(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
