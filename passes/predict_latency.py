@@ -10,7 +10,6 @@ the layer with its output channels reduced). The cost model is the target's defa
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -18,7 +17,7 @@ from sparsecc.errors import ConfigError
 from sparsecc.ir import Graph
 from sparsecc.ir.symbolic import evaluate, free_symbols
 from sparsecc.pipeline import Pass, PassContext, PassResult
-from sparsecc.plan import Candidate, Decision, Layer, Plan
+from sparsecc.plan import Layer, Plan
 
 CONV_OPS = ("conv1d", "conv2d", "conv1d.padding", "conv2d.padding", "convolution")
 
