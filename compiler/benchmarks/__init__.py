@@ -1,0 +1,1 @@
+"""Benchmarks: side-by-side timings of dense and compiled models, written as JSON."""
