@@ -33,14 +33,24 @@ class CompileResult:
     report: dict[str, Any]
     artifact: Any
     config: CompileConfig
+    external_data: bool = False   # force weights into model.onnx.data even when small
 
-    def onnx_session(self):
-        """An ONNX Runtime session over the lowered model (CPU provider)."""
+    def onnx_session(self, device: str = "auto"):
+        """An ONNX Runtime session over the lowered model: the CUDA provider when `device` is
+        "cuda", or "auto" and onnxruntime-gpu (the `gpu` extra) is installed; else CPU."""
         import onnxruntime as ort
         if self.config.backend != "onnx":
             raise ConfigError(f"onnx_session() needs backend 'onnx', not {self.config.backend!r}")
-        return ort.InferenceSession(self.artifact.SerializeToString(),
-                                    providers=["CPUExecutionProvider"])
+        available = ort.get_available_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise ConfigError("the CUDA execution provider is not available: install "
+                              "sparsecc[gpu] (onnxruntime-gpu) on a machine with a GPU")
+        use_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in available)
+        providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
+        return ort.InferenceSession(self._onnx_bytes(), providers=providers)
+
+    def _onnx_bytes(self) -> bytes:
+        return self.artifact.SerializeToString()
 
     def save(self, out_dir: str | os.PathLike, *, force: bool = False) -> str:
         """Write the outputs to `out_dir` via a temp dir renamed at the end: never half a dir."""
@@ -81,7 +91,11 @@ class CompileResult:
             f.write("\n")
         if self.config.backend == "onnx":
             import onnx
-            onnx.save(self.artifact, os.path.join(d, "model.onnx"))
+            # protobuf can't hold 2 GB: big models keep their weights in model.onnx.data
+            big = sum(t.numel() * t.element_size() for t in self.ir.params.values()) > EXTERNAL
+            onnx.save(self.artifact, os.path.join(d, "model.onnx"),
+                      save_as_external_data=big or self.external_data,
+                      all_tensors_to_one_file=True, location="model.onnx.data")
 
 
 def default_passes(forced: Mapping[str, str] | None = None) -> list:
@@ -99,12 +113,14 @@ def default_passes(forced: Mapping[str, str] | None = None) -> list:
             ShrinkChannels(), ApplyMasks()]
 
 
-def lower(graph: Graph, backend: str) -> Any:
+def lower(graph: Graph, config: CompileConfig) -> Any:
+    backend = config.backend
     if backend == "onnx":
         from sparsecc.backends.onnx import export_onnx
         patterns = {n.outputs[0]: {"sparsecc.pattern": n.attrs["sparsity"]}
                     for n in graph.nodes if n.attrs.get("sparsity")}
-        return export_onnx(graph, node_metadata=patterns)
+        return export_onnx(graph, node_metadata=patterns,
+                           sparse_initializers=config.sparse_initializers)
     if backend == "torch":
         from sparsecc.backends.torch import lower_torch
         return lower_torch(graph)
@@ -113,6 +129,7 @@ def lower(graph: Graph, backend: str) -> Any:
 
 
 _BYTES = {"f16": 2, "bf16": 2, "f32": 4}
+EXTERNAL = 1_800_000_000   # weights past this many bytes go to external data
 
 
 def plan_totals(before: Graph, after: Graph, plan: Plan, dtype: str) -> dict[str, Any]:
@@ -193,7 +210,7 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     graph = pipeline.run(graph, PassContext(config=config, target=target,
                                             calibration=tuple(calibration)))
     plan = graph.analyses["plan"]
-    artifact = lower(graph, config.backend)
+    artifact = lower(graph, config)
     totals = plan_totals(before, graph, plan, config.dtype)
     speedup = (totals["dense_us"] / totals["predicted_us"]
                if totals.get("predicted_us") else None)

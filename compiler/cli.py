@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--patterns", help="candidate patterns, e.g. '2:4,channel0.5,dense'")
     c.add_argument("--plan", help="a plan file {\"layers\": {name: pattern}} to apply")
     c.add_argument("--force", action="store_true", help="replace an existing --out directory")
+    c.add_argument("--sparse-initializers", action="store_true",
+                   help="ONNX: store masked weights as sparse initializers (smaller files; "
+                        "ONNX Runtime densifies them at load)")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after each pass into DIR")
     c.add_argument("--verify", action="store_true", help="verify the IR after every pass")
 
@@ -85,7 +88,8 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     config = CompileConfig(target=a.target, backend=a.backend, budget=a.budget,
                            speedup=a.speedup, batch=a.batch,
                            seq=a.seq if a.seq or not a.batch else 1,
-                           verify_each_pass=a.verify, **kw)
+                           verify_each_pass=a.verify,
+                           sparse_initializers=a.sparse_initializers, **kw)
     # the workload (--batch/--seq) is what the cost model plans for; the model is captured
     # on its own small example inputs, with dynamic dims
     loaded = load_model(a.model, tiny=a.tiny)

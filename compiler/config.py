@@ -31,6 +31,7 @@ class CompileConfig:
     mode: str | None = None           # prefill | decode | vision; None: the model's own
     overrides: tuple[tuple[str, str], ...] = ()   # (layer name or regex, pattern)
     dtype: str = "f16"
+    sparse_initializers: bool = False   # ONNX: store masked weights as sparse initializers
     verify_each_pass: bool = False
 
     def __post_init__(self) -> None:
