@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import tempfile
 import sparsecc
 from sparsecc import models
 
+from . import write_json
 from .ort_cpu import machine
 
 PLANS = {"dense": None, "2:4": "2:4", "block32x32@0.25": "block32x32@0.25",
@@ -56,11 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"command": "python -m sparsecc.benchmarks.onnx_sizes " + " ".join(argv or sys.argv[1:]),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine(), "results": sizes()}
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(a.out)), suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, a.out)
+    write_json(doc, a.out)
     return 0
 
 

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -29,6 +27,8 @@ import torch
 import sparsecc
 from sparsecc import models
 from sparsecc.ir import run
+
+from . import write_json
 
 # every bottleneck's 1x1 -> 3x3 -> 1x1 interior halved: both inner channel groups
 RESNET_INNER = {r"layer\d\.\d+\.conv[12]": "channel0.5"}
@@ -167,12 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "sparsecc.benchmarks.ort_cpu", *(argv or sys.argv[1:])]),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": machine(), "results": results}
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(a.out)), suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, a.out)
+    write_json(doc, a.out)
     return 0
 
 
