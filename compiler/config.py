@@ -68,10 +68,6 @@ class CompileConfig:
             overrides.append((key, str(parse_pattern(pattern))))
         object.__setattr__(self, "overrides", tuple(overrides))
 
-    @property
-    def candidates(self) -> tuple[Pattern, ...]:
-        return tuple(parse_pattern(p) for p in self.patterns)
-
     def override_for(self, layer: str) -> Pattern | None:
         """The pattern forced on `layer` by the first override whose regex matches it in full."""
         for key, pattern in self.overrides:

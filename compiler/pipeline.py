@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from .errors import PipelineError, SparseccError
@@ -26,7 +26,6 @@ class PassContext:
     config: Any = None
     target: Any = None
     calibration: Sequence[Any] = ()
-    progress: Callable[[str, int, int], None] | None = None
     cost_model: Any = None    # None: the target's default (sparsecc.cost.default_cost_model)
 
 

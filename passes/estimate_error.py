@@ -38,6 +38,7 @@ from sparsecc.errors import ConfigError
 from sparsecc.ir import Graph
 from sparsecc.patterns import Block, Channel, Composite, Dense, NM, parse_pattern
 from sparsecc.pipeline import Pass, PassContext, PassResult
+from sparsecc.progress import progress
 from sparsecc.plan import Decision, Layer, Plan
 
 from .apply_masks import apply_mask
@@ -248,7 +249,8 @@ class EstimateError(Pass):
                                             if d.layer.name in needed
                                             and d.layer.name not in by_name]
         updated: dict[str, Decision] = {}
-        for layer, stats in _with_stats(graph, ctx.calibration, layers, self.max_bytes):
+        stream = _with_stats(graph, ctx.calibration, layers, self.max_bytes)
+        for layer, stats in progress(stream, total=len(layers), label="estimate-error"):
             if layer.name in by_name:
                 updated[layer.name] = candidate_errors(graph, by_name[layer.name], stats,
                                                        importance.get(layer.name))

@@ -1,11 +1,9 @@
 """Find the weight layers and write the plan: one decision per layer.
 
-The candidates of every layer are the config's patterns (plus dense). The chosen pattern is,
-in order: the plan file's entry for the layer; the config's first override matching the
-layer's name; otherwise the first candidate that fits the layer (`Pattern.check`), in the
-order the user listed them. Picking by predicted time and error instead is the job of the
-selection pass when a cost model is configured; this pass only records what was asked and
-why a pattern can't apply.
+The candidates of every layer are the config's patterns (plus dense), each with the reason it
+can't apply to this layer (`Pattern.check`) if so. A layer named by the plan file, or else by
+the config's first matching override, is fixed to that pattern (dense, with the reason, when
+it doesn't fit); every other layer starts dense and is left to the selection pass.
 """
 from __future__ import annotations
 
@@ -52,14 +50,7 @@ class PlanLayers(Pass):
                     why = next(c.reason for c in cands if c.pattern == wanted)
                     chosen, reason = "dense", f"{wanted} asked for by {source} can't apply: {why}"
             else:
-                chosen = next(p for p in names if fits[p])
-                reason = (f"{chosen}: the first listed pattern that fits" if chosen != "dense"
-                          else "dense: no listed pattern fits" if listed != ["dense"]
-                          else "dense: no sparse pattern was asked for")
-                skipped = [f"{c.pattern} ({c.reason})" for c in cands
-                           if c.reason and names.index(c.pattern) < names.index(chosen)]
-                if skipped:
-                    reason += "; skipped " + ", ".join(skipped)
+                chosen, reason = "dense", "dense: not selected yet"
             decisions.append(Decision(layer, chosen, reason, tuple(cands),
                                       forced=wanted is not None))
         g = graph.copy()

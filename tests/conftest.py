@@ -18,6 +18,24 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     return diff / scale if scale else diff
 
 
+def resize_dynamic(z, min_size: int = 1):
+    """A zoo model's example inputs with each dynamic dim resized (batch + 1, others - 3, at
+    least `min_size`) by repeating rows: inputs of sizes the capture never saw."""
+    sizes, out = {}, []
+    for name, x in zip(z.input_names, z.example_inputs):
+        for axis, dim in z.dynamic_dims.get(name, {}).items():
+            n = x.shape[axis]
+            new = sizes.setdefault(dim, n + 1 if "batch" in dim else max(min_size, n - 3))
+            x = x.index_select(axis, torch.arange(new) % n)
+        out.append(x)
+    return out
+
+
+@pytest.fixture
+def other_sizes():
+    return resize_dynamic
+
+
 @pytest.fixture
 def assert_close():
     def check(outs, refs, tol: float) -> None:

@@ -55,8 +55,6 @@ TENSOR_OPS: frozenset[str] = frozenset("""
     sym_size.int
 """.split())
 
-ANNOTATIONS = frozenset({"sparsity"})
-
 # Arguments never stored: they only place tensors or pick an allocation strategy.
 _PLACEMENT_ARGS = frozenset({"device", "pin_memory", "layout", "memory_format", "non_blocking"})
 

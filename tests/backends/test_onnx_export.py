@@ -489,23 +489,11 @@ def test_inexact_lowerings_are_refused(x_type, lines, why):
 
 
 # -- the zoo ------------------------------------------------------------------------------
-def _other_sizes(z):
-    """The example inputs with each dynamic dim resized (batch + 1, others − 3) by taking rows."""
-    sizes, out = {}, []
-    for name, x in zip(z.input_names, z.example_inputs):
-        for axis, dim in z.dynamic_dims.get(name, {}).items():
-            n = x.shape[axis]
-            new = sizes.setdefault(dim, n + 1 if "batch" in dim else max(1, n - 3))
-            x = x.index_select(axis, torch.arange(new) % n)
-        out.append(x)
-    return out
-
-
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_model_exports(name, assert_close):
+def test_zoo_model_exports(name, assert_close, other_sizes):
     z = models.get(name, tiny=True)
     try:
         g = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims, name=z.name)
     except CaptureError as e:  # reported by tests/capture/test_zoo_capture.py
         pytest.skip(f"capture fails: {str(e).splitlines()[0]}")
-    _compare(g, [_other_sizes(z)], assert_close)
+    _compare(g, [other_sizes(z, 1)], assert_close)

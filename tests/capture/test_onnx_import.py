@@ -36,21 +36,9 @@ def _outputs(arrays):
     return [torch.from_numpy(np.asarray(a)) for a in arrays]
 
 
-def _other_sizes(z):
-    """The example inputs with each dynamic dim resized (batch + 1, others − 3) by taking rows."""
-    sizes, out = {}, []
-    for name, x in zip(z.input_names, z.example_inputs):
-        for axis, dim in z.dynamic_dims.get(name, {}).items():
-            n = x.shape[axis]
-            new = sizes.setdefault(dim, n + 1 if "batch" in dim else max(2, n - 3))
-            x = x.index_select(axis, torch.arange(new) % n)
-        out.append(x)
-    return out
-
-
 # -- the zoo, round trip ------------------------------------------------------------------
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_round_trip(name, assert_close):
+def test_zoo_round_trip(name, assert_close, other_sizes):
     z = models.get(name, tiny=True)
     g = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims, name=z.name)
     first = export_onnx(g)
@@ -64,7 +52,7 @@ def test_zoo_round_trip(name, assert_close):
     assert [(l.op, l.weight, l.shape) for l in find_layers(imported)] == \
         [(l.op, l.weight, l.shape) for l in find_layers(g)]
     second = export_onnx(imported)
-    inputs = _other_sizes(z)
+    inputs = other_sizes(z, 2)
     want = _outputs(run_onnx(first, inputs))
     assert_close(_outputs(run_onnx(second, inputs)), want, TOL)
     assert_close(run(imported, inputs), want, TOL)
@@ -110,7 +98,7 @@ def test_exporter_test_graphs_round_trip(name, assert_close):
 
 # -- ONNX written by torch.onnx ---------------------------------------------------------------
 @pytest.mark.parametrize("name, layers", [("mnist-cnn", 4), ("minilm", 36)])
-def test_torch_onnx_export_imports(name, layers, assert_close):
+def test_torch_onnx_export_imports(name, layers, assert_close, other_sizes):
     """torch's TorchScript-based exporter (dynamo=False, no onnxscript needed) writes its own
     idioms: Shape/Gather/Unsqueeze/Concat chains, Where/Equal/ConstantOfShape, Gemm or MatMul
     by pre-transposed weights."""
@@ -128,7 +116,7 @@ def test_torch_onnx_export_imports(name, layers, assert_close):
         [tuple(z.dynamic_dims.get(n, {}).get(a, d) for a, d in enumerate(x.shape))
          for n, x in zip(z.input_names, z.example_inputs)]
     assert len(find_layers(g)) == layers
-    inputs = _other_sizes(z)
+    inputs = other_sizes(z, 2)
     assert_close(run(g, inputs), _outputs(run_onnx(model, inputs)), TOL)
 
 
