@@ -4,6 +4,11 @@
                      [--batch B] [--seq S] [--patterns LIST] [--plan FILE] [--force]
     sparsecc ir MODEL            print the captured IR
     sparsecc report DIR          print the per-layer table of a compile's report.json
+    sparsecc bench MODEL --target h100 --batch 1,16,4096 [--seq S] [--plan FILE] [--out JSON]
+                                 dense PyTorch vs compiled on the GPU (CUDA), end to end and
+                                 per layer, predicted next to measured
+    sparsecc calibrate --target h100 --out FILE
+                                 measure the calibrated cost model's table on this GPU
 
 MODEL is a zoo name (`sparsecc models` lists them) or `path/file.py:factory`. Bad input
 prints one line `sparsecc: error: ...` and exits with code 2 (`--debug` shows the traceback).
@@ -67,6 +72,32 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="print the per-layer table of a compile")
     r.add_argument("dir", help="a compile output directory")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    b = sub.add_parser("bench", help="time dense vs compiled on the GPU (needs CUDA)")
+    b.add_argument("model", help="zoo name or path/file.py:factory")
+    b.add_argument("--target", required=True, help="the target to compile for (h100, ...)")
+    b.add_argument("--batch", required=True,
+                   help="comma-separated batch sizes; each is compiled and timed")
+    b.add_argument("--seq", type=_positive_int,
+                   help="sequence length (default 1: decode-shaped rows = batch)")
+    b.add_argument("--plan", help="a plan file to apply instead of selecting")
+    b.add_argument("--budget", type=float, default=0.02, help="error budget when selecting")
+    b.add_argument("--speedup", type=float, help="reach this predicted speedup instead")
+    b.add_argument("--patterns", help="candidate patterns, e.g. '2:4,channel0.5,dense'")
+    b.add_argument("--dtype", default="f16", help="f16 (default) or bf16")
+    b.add_argument("--reps", type=_positive_int, default=30, help="timed runs per model")
+    b.add_argument("--no-layers", action="store_true", help="skip the per-layer timings")
+    b.add_argument("--tiny", action="store_true", help="the zoo model's small config")
+    b.add_argument("--out", help="write the results JSON here")
+    b.add_argument("--report-dir", help="write each workload's compile output (report.html "
+                                        "with measured µs) under this directory")
+    b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    cal = sub.add_parser("calibrate", help="measure the cost-model table on this GPU")
+    cal.add_argument("--target", required=True, help="the target the GPU stands for (h100)")
+    cal.add_argument("--out", required=True, help="the table to write (JSON lines)")
+    cal.add_argument("--quick", action="store_true", help="a few points (smoke test)")
+    cal.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     m = sub.add_parser("models", help="list the zoo models")
     m.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -140,6 +171,62 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _patterns_kw(text: str | None) -> dict:
+    if not text:
+        return {}
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not patterns:
+        raise ConfigError("--patterns is empty")
+    return {"patterns": patterns}
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from .benchmarks import gpu, write_json
+    from .config import CompileConfig
+    from .loader import load_model
+    batches = gpu.parse_batches(a.batch)
+    dtype = gpu.dtype_of(a.dtype)
+    gpu.require_cuda("sparsecc bench")
+    loaded = load_model(a.model, tiny=a.tiny)
+    seq = a.seq or 1
+    cases = []
+    for batch in batches:
+        config = CompileConfig(target=a.target, backend="torch", budget=a.budget,
+                               speedup=a.speedup, batch=batch, seq=seq, dtype=a.dtype,
+                               **_patterns_kw(a.patterns))
+        case, result = gpu.bench_case(loaded, config, batch, seq, plan_file=a.plan,
+                                      dtype=dtype, warmup=5, reps=a.reps,
+                                      layers=not a.no_layers)
+        cases.append(case)
+        if a.report_dir:
+            result.report["measured"] = {
+                l["name"]: {"dense_us": l["measured_dense_us"], "chosen_us": l["measured_us"]}
+                for l in case.get("layers", ())}
+            if case.get("e2e"):
+                result.report["measured_e2e"] = case["e2e"]
+            result.save(os.path.join(a.report_dir, f"b{batch}_s{seq}"), force=True)
+    sys.stdout.write(gpu.summary_table(cases))
+    if a.out:
+        env = gpu.environment()
+        write_json({"environment": env, "model": loaded.name, "target": a.target,
+                    "dtype": a.dtype, "plan_file": a.plan, "budget": a.budget,
+                    "cases": cases}, a.out)
+    bad = [c for c in cases if not c["correctness"]["ok"]]
+    if bad:
+        raise SparseccError(f"compiled output differs from masked dense at batch "
+                            f"{', '.join(str(c['batch']) for c in bad)} (see the JSON)")
+    return 0
+
+
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    from .benchmarks import calibrate, gpu
+    from .targets import get_target
+    target = get_target(a.target)
+    gpu.require_cuda("sparsecc calibrate")
+    calibrate.run(target, a.out, quick=a.quick)
+    return 0
+
+
 def _cmd_models(a: argparse.Namespace) -> int:
     from sparsecc import models
     for name in models.names():
@@ -148,7 +235,7 @@ def _cmd_models(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"compile": _cmd_compile, "ir": _cmd_ir, "report": _cmd_report,
-            "models": _cmd_models}
+            "bench": _cmd_bench, "calibrate": _cmd_calibrate, "models": _cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

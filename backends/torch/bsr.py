@@ -1,0 +1,195 @@
+"""Block-sparse linear layers: our own Triton BSR kernel, y = x Wᵀ + b with W [N, K] in blocks.
+
+The weight is cut into blocks of `rows` x `cols` (rows along N, the output features; cols along K,
+the inputs) and only the nonzero blocks are kept, row-compressed over block rows of N:
+
+    blocks   [nnz, cols, rows]   each kept block, transposed (Wᵀ tiles: K-major, N contiguous)
+    row_ptr  [N/rows + 1] int32  block row r holds blocks row_ptr[r] .. row_ptr[r+1]-1
+    col_idx  [nnz] int32         the K block of each kept block
+
+One Triton program computes a BLOCK_M x rows tile of y: it walks the kept blocks of its block
+row, loads the matching BLOCK_M x cols tile of x and accumulates x_tile · blockᵀ in fp32 on the
+tensor cores, so it does nnz/(N/rows·K/cols) of the dense work: density d costs ~d of the FLOPs
+and of the weight bytes (x is re-read once per block row, from L2 when it fits). Programs are
+ordered in groups of GROUP_M row tiles (the matmul tutorial's swizzle) for L2 reuse of x.
+BLOCK_M, warps and pipeline stages are autotuned per (M, N, K, block) with `triton.autotune`.
+
+Triton is imported when a kernel is first built, so the packing and the reference (used by the
+CPU tests) need no GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from .semi24 import KernelUnavailable
+
+BLOCK_SIZES = (16, 32, 64, 128)     # supported block edges (tensor-core tiles need >= 16)
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class BsrWeight:
+    blocks: torch.Tensor        # [nnz, cols, rows]
+    row_ptr: torch.Tensor       # [N // rows + 1] int32
+    col_idx: torch.Tensor       # [nnz] int32
+    shape: tuple[int, int]      # (N, K)
+    rows: int
+    cols: int
+
+    @property
+    def nnz(self) -> int:
+        return int(self.col_idx.numel())
+
+    @property
+    def density(self) -> float:
+        n, k = self.shape
+        return self.nnz / ((n // self.rows) * (k // self.cols))
+
+    def to_dense(self) -> torch.Tensor:
+        n, k = self.shape
+        grid = torch.zeros(n // self.rows, k // self.cols, self.rows, self.cols,
+                           dtype=self.blocks.dtype, device=self.blocks.device)
+        counts = self.row_ptr[1:] - self.row_ptr[:-1]
+        block_rows = torch.repeat_interleave(torch.arange(n // self.rows, device=counts.device),
+                                             counts.long())
+        grid[block_rows, self.col_idx.long()] = self.blocks.transpose(1, 2)
+        return grid.permute(0, 2, 1, 3).reshape(n, k)
+
+
+def check_bsr(weight: torch.Tensor, rows: int, cols: int) -> str | None:
+    """Why `weight` [N, K] can't take the BSR kernel with rows x cols blocks, or None."""
+    if weight.dim() != 2:
+        return f"weight has {weight.dim()} dims, not 2"
+    if rows not in BLOCK_SIZES or cols not in BLOCK_SIZES:
+        return f"block {rows}x{cols}: the BSR kernel takes edges {', '.join(map(str, BLOCK_SIZES))}"
+    n, k = weight.shape
+    if n % rows or k % cols:
+        return f"weight {n}x{k} is not a whole number of {rows}x{cols} blocks"
+    if weight.dtype not in DTYPES:
+        return f"the BSR kernel takes float16/bfloat16/float32, not {weight.dtype}"
+    return None
+
+
+def pack_bsr(weight: torch.Tensor, rows: int, cols: int) -> BsrWeight:
+    """Keep the blocks of `weight` that hold any nonzero."""
+    reason = check_bsr(weight, rows, cols)
+    if reason:
+        raise KernelUnavailable(reason)
+    n, k = weight.shape
+    grid = weight.reshape(n // rows, rows, k // cols, cols).permute(0, 2, 1, 3)   # [R, C, r, c]
+    keep = (grid != 0).any(-1).any(-1)                                            # [R, C]
+    block_rows, block_cols = keep.nonzero(as_tuple=True)
+    blocks = grid[block_rows, block_cols].transpose(1, 2).contiguous()           # [nnz, c, r]
+    counts = keep.sum(1)
+    row_ptr = torch.zeros(n // rows + 1, dtype=torch.int32, device=weight.device)
+    row_ptr[1:] = counts.cumsum(0)
+    return BsrWeight(blocks, row_ptr, block_cols.to(torch.int32).contiguous(), (n, k), rows, cols)
+
+
+def bsr_linear_reference(x: torch.Tensor, w: BsrWeight,
+                         bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The same product with torch ops (dense): what the kernel must compute."""
+    return F.linear(x, w.to_dense().to(x.dtype), None if bias is None else bias.to(x.dtype))
+
+
+def _quick_bench(triton) -> dict:
+    """Autotune with short timing runs (the default spends ~2 s per shape)."""
+    import inspect
+    params = inspect.signature(triton.autotune).parameters
+    if "do_bench" in params:
+        def bench(fn, quantiles=None, **_):
+            return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+        return {"do_bench": bench}
+    if "warmup" in params:
+        return {"warmup": 5, "rep": 20}
+    return {}
+
+
+@functools.cache
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    configs = [triton.Config({"BLOCK_M": bm, "GROUP_M": 8}, num_warps=nw, num_stages=ns)
+               for bm in (64, 128, 256) for nw in (4, 8) for ns in (2, 3, 4)
+               if not (bm == 256 and nw == 4)]
+
+    @triton.autotune(configs=configs, key=["M", "N", "K", "NNZ", "BS_N", "BS_K"],
+                     **_quick_bench(triton))
+    @triton.jit
+    def bsr_linear(x_ptr, w_ptr, row_ptr, col_idx, b_ptr, y_ptr, M, N, K, NNZ,
+                   sxm, sxk, sym, syn, HAS_BIAS: tl.constexpr, BS_N: tl.constexpr,
+                   BS_K: tl.constexpr, BLOCK_M: tl.constexpr, GROUP_M: tl.constexpr):
+        pid = tl.program_id(0)
+        tiles_m = tl.cdiv(M, BLOCK_M)
+        tiles_n = N // BS_N
+        per_group = GROUP_M * tiles_n
+        first_m = (pid // per_group) * GROUP_M
+        group_m = tl.minimum(tiles_m - first_m, GROUP_M)
+        pid_m = first_m + (pid % per_group) % group_m
+        pid_n = (pid % per_group) // group_m
+
+        start = tl.load(row_ptr + pid_n)
+        end = tl.load(row_ptr + pid_n + 1)
+        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rk = tl.arange(0, BS_K)
+        rn = tl.arange(0, BS_N)
+        in_m = rm < M
+        acc = tl.zeros((BLOCK_M, BS_N), dtype=tl.float32)
+        for i in range(start, end):
+            kb = tl.load(col_idx + i)
+            a = tl.load(x_ptr + rm[:, None] * sxm + (kb * BS_K + rk)[None, :] * sxk,
+                        mask=in_m[:, None], other=0.0)
+            b = tl.load(w_ptr + i * (BS_K * BS_N) + rk[:, None] * BS_N + rn[None, :])
+            acc += tl.dot(a, b)
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + pid_n * BS_N + rn).to(tl.float32)[None, :]
+        tl.store(y_ptr + rm[:, None] * sym + (pid_n * BS_N + rn)[None, :] * syn,
+                 acc.to(y_ptr.dtype.element_ty), mask=in_m[:, None])
+
+    return triton, bsr_linear
+
+
+class BsrLinear:
+    """A packed block-sparse weight run by the Triton kernel."""
+
+    def __init__(self, weight: torch.Tensor, rows: int, cols: int,
+                 bias: torch.Tensor | None = None) -> None:
+        if not weight.is_cuda:
+            raise KernelUnavailable("the Triton BSR kernel needs a CUDA tensor")
+        self.packed = pack_bsr(weight, rows, cols)
+        self.kernel = f"triton-bsr{rows}x{cols}"
+        self.out_features, self.in_features = weight.shape
+        self.dtype = weight.dtype
+        self.bias = None if bias is None else bias.to(weight.dtype).contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2d = x.reshape(-1, self.in_features)
+        if x2d.dtype != self.dtype:
+            x2d = x2d.to(self.dtype)
+        m = x2d.shape[0]
+        y = torch.empty(m, self.out_features, device=x2d.device, dtype=self.dtype)
+        triton, kernel = _kernel()
+        w = self.packed
+        n, k = w.shape
+
+        def grid(meta):
+            return (triton.cdiv(m, meta["BLOCK_M"]) * (n // w.rows),)
+
+        bias = self.bias if self.bias is not None else w.blocks      # any pointer when unused
+        kernel[grid](x2d, w.blocks, w.row_ptr, w.col_idx, bias, y, m, n, k, w.nnz,
+                     x2d.stride(0), x2d.stride(1), y.stride(0), y.stride(1),
+                     HAS_BIAS=self.bias is not None, BS_N=w.rows, BS_K=w.cols)
+        return y.view(*lead, self.out_features)
+
+
+def torch_bsr_dense_mm(weight: torch.Tensor, rows: int, cols: int):
+    """torch's own Triton BSR matmul (the baseline): returns f(x) = (W_bsr @ xᵀ), [N, M]."""
+    from torch.sparse._triton_ops import bsr_dense_mm
+    w = weight.to_sparse_bsr((rows, cols))
+    return lambda x: bsr_dense_mm(w, x.t())

@@ -1,0 +1,149 @@
+"""2:4 linear layers on cuSPARSELt: the weight compressed once, the algorithm chosen per M, cached.
+
+y = x Wᵀ + b with W [N, K] 2:4 along K (two nonzeros in every four consecutive inputs).
+cuSPARSELt multiplies the compressed operand on the left, C = W · xᵀ, in one of two layouts:
+
+    "row":  _cslt_sparse_mm(W, xᵀ, transpose_result=True)  -> y [M, N] row-major
+    "col":  _cslt_sparse_mm(W, xᵀ).t()                      -> y [M, N] column-major (a view of
+                                                               C [N, M]; torch's default path)
+
+On the H100 the fastest layout and algorithm change with M (../shared/FACTS.md: the searched
+algorithm in "row" layout is 2.4x the default path at M=16..128 on 4096x4096, but 0.6-0.8x of it
+at M >= 1024, where "col" wins). `Semi24Linear.tune(M)` times every (layout, algorithm) pair of
+cuSPARSELt's own search result and algorithm 0 on random inputs, once per padded M, and keeps the
+fastest; a "col" result that its consumer needs row-major is timed with the copy included.
+cuSPARSELt's dense operand needs M a multiple of 16 (it refuses M=1): M is zero-padded up to it.
+Calls never set up plans (no search, no compression): that happened at lowering.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from .timing import graph_time_us
+
+DTYPES = (torch.float16, torch.bfloat16)
+ROWS = 16          # W's rows (N) and columns (K): multiples of 16 (cuSPARSELt fp16/bf16)
+PAD_M = 16         # the dense operand's M is padded up to a multiple of this
+
+
+class KernelUnavailable(Exception):
+    """This kernel can't run this layer; the message is the reason (the layer runs dense)."""
+
+
+def is_two_four(weight: torch.Tensor) -> bool:
+    """Every group of 4 consecutive entries along the last dim has at most 2 nonzeros."""
+    if weight.dim() != 2 or weight.shape[1] % 4:
+        return False
+    return bool(((weight.reshape(weight.shape[0], -1, 4) != 0).sum(-1) <= 2).all())
+
+
+def check_semi24(weight: torch.Tensor) -> str | None:
+    """Why `weight` [N, K] can't take the cuSPARSELt 2:4 path, or None if it can."""
+    if not weight.is_cuda:
+        return "cuSPARSELt needs a CUDA tensor"
+    if weight.dtype not in DTYPES:
+        return f"cuSPARSELt 2:4 here takes float16/bfloat16, not {weight.dtype}"
+    if weight.dim() != 2:
+        return f"weight has {weight.dim()} dims, not 2"
+    n, k = weight.shape
+    if n % ROWS or k % ROWS:
+        return f"weight {n}x{k}: cuSPARSELt needs both dims multiples of {ROWS}"
+    if not is_two_four(weight):
+        return "weight is not 2:4 along its input dim"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Semi24Config:
+    layout: str          # "row" | "col"
+    alg_id: int
+    us: float            # measured µs at tuning, copy included where the result must be row-major
+
+
+class Semi24Linear:
+    """A compressed 2:4 weight and its tuned (layout, algorithm) per padded M."""
+
+    kernel = "cusparselt-2:4"
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        reason = check_semi24(weight)
+        if reason:
+            raise KernelUnavailable(reason)
+        self.out_features, self.in_features = weight.shape
+        self.dtype = weight.dtype
+        self.packed = torch._cslt_compress(weight.contiguous())
+        self.bias = None if bias is None else bias.to(weight.dtype).contiguous()
+        self.configs: dict[tuple[int, bool], Semi24Config] = {}
+
+    @staticmethod
+    def padded(m: int) -> int:
+        return max(PAD_M, -(-m // PAD_M) * PAD_M)
+
+    def _run(self, x2d: torch.Tensor, layout: str, alg_id: int, row_major: bool) -> torch.Tensor:
+        m = x2d.shape[0]
+        mp = self.padded(m)
+        if mp != m:
+            x2d = F.pad(x2d, (0, 0, 0, mp - m))
+        if layout == "row":
+            y = torch._cslt_sparse_mm(self.packed, x2d.t(), self.bias, transpose_result=True,
+                                      alg_id=alg_id)
+        else:
+            y = torch._cslt_sparse_mm(self.packed, x2d.t(), self.bias, alg_id=alg_id).t()
+        if mp != m:
+            y = y[:m]
+        return y.contiguous() if row_major else y
+
+    def candidates(self, m: int) -> list[tuple[str, int]]:
+        """(layout, alg_id) pairs to time at M=m: cuSPARSELt's searched id and 0, per layout."""
+        x = torch.randn(self.padded(m), self.in_features, device=self.packed.device,
+                        dtype=self.dtype)
+        out = []
+        for layout in ("row", "col"):
+            try:
+                alg = int(torch._cslt_sparse_mm_search(self.packed, x.t(), self.bias,
+                                                       transpose_result=layout == "row"))
+            except RuntimeError:
+                alg = 0
+            out += [(layout, a) for a in sorted({alg, 0})]
+        return out
+
+    def tune(self, m: int, row_major: bool = True) -> Semi24Config:
+        """Time the candidates at M=m (CUDA-graph replays, fresh random inputs) and keep the best."""
+        key = (self.padded(m), row_major)
+        if key in self.configs:
+            return self.configs[key]
+        inputs = [(torch.randn(m, self.in_features, device=self.packed.device, dtype=self.dtype),)
+                  for _ in range(3)]
+        best = None
+        for layout, alg in self.candidates(m):
+            try:
+                us = graph_time_us(lambda x, l=layout, a=alg: self._run(x, l, a, row_major),
+                                   inputs, warmup=3, reps=10)
+            except RuntimeError:
+                continue
+            if best is None or us < best.us:
+                best = Semi24Config(layout, alg, us)
+        if best is None:
+            raise KernelUnavailable(f"no cuSPARSELt algorithm ran at M={m}")
+        self.configs[key] = best
+        return best
+
+    def __call__(self, x: torch.Tensor, row_major: bool = True) -> torch.Tensor:
+        """y = x Wᵀ + b for x [..., K]; tunes on the first call at a new M."""
+        lead = x.shape[:-1]
+        x2d = x.reshape(-1, self.in_features)
+        if x2d.dtype != self.dtype:
+            x2d = x2d.to(self.dtype)
+        cfg = self.tune(x2d.shape[0], row_major)
+        y = self._run(x2d, cfg.layout, cfg.alg_id, row_major)
+        return y.view(*lead, self.out_features)
+
+
+def default_semi24(weight: torch.Tensor):
+    """torch's own path (the baseline): `to_sparse_semi_structured` used through F.linear."""
+    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
+    SparseSemiStructuredTensor._FORCE_CUTLASS = False
+    return to_sparse_semi_structured(weight)

@@ -1,0 +1,243 @@
+"""`sparsecc bench`: dense PyTorch vs the compiled model on the GPU, end to end and per layer.
+
+For every workload (batch, seq):
+  1. compile the model for it (or apply `--plan`), backend torch;
+  2. build three modules on the GPU in the bench dtype: the user's model (dense), the compiled IR
+     with every layer dense ("masked dense": the plan's masks and channel removal, cuBLAS), and
+     the compiled IR with its sparse kernels; all three replay CUDA graphs;
+  3. correctness first: on a fresh random input the compiled output must equal masked dense
+     within 1e-2 relative (and we record both against the fp32 IR interpreter); a failure stops
+     that workload before any timing;
+  4. end to end: after warm-up, dense and compiled are timed alternately with CUDA events on
+     rotating fresh random inputs (input copy into the graph's buffers and output copy
+     included for both), medians and their ratio;
+  5. per layer (linear layers): the dense layer at its original shape and every candidate
+     pattern at the layer's compiled input width are timed alone (`time_linear`), next to the
+     cost model's predictions; `regret` compares the chosen pattern with the fastest measured
+     candidate whose error is no larger.
+
+Inputs of any size are made from the example inputs by resizing their dynamic axes named
+"batch" and "seq": floating inputs are N(0, 1), integer inputs keep the example's value range
+(token ids drawn uniformly from it; 0/1 masks all ones).
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import platform
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from sparsecc.backends.torch.runtime import CudaGraphs, lower_cuda
+from sparsecc.backends.torch.timing import relative_error
+from sparsecc.errors import ConfigError, SparseccError
+from sparsecc.ir.graph import torch_dtype
+from sparsecc.patterns import parse_pattern
+
+from .gpu_layers import time_linear
+
+CORRECT_TOL = 1e-2
+
+
+def bench_inputs(example: Sequence[torch.Tensor], names: Sequence[str],
+                 dynamic_dims: Mapping[str, Mapping[int, str]], batch: int, seq: int | None,
+                 gen: torch.Generator, dtype: torch.dtype, device: str = "cuda") -> tuple:
+    sizes = {"batch": batch, "seq": seq}
+    out = []
+    for name, x in zip(names, example):
+        shape = list(x.shape)
+        for axis, dim in dynamic_dims.get(name, {}).items():
+            if sizes.get(dim) is not None:
+                shape[axis] = sizes[dim]
+        if x.is_floating_point():
+            out.append(torch.randn(shape, generator=gen).to(device=device, dtype=dtype))
+        elif x.numel() and int(x.min()) >= 0 and int(x.max()) <= 1:
+            out.append(torch.ones(shape, dtype=x.dtype, device=device))
+        else:
+            lo, hi = int(x.min()), int(x.max()) + 1
+            out.append(torch.randint(lo, hi, shape, generator=gen, dtype=x.dtype).to(device))
+    return tuple(out)
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _time_pair(a, b, inputs: Sequence[tuple], warmup: int, reps: int) -> tuple[float, float]:
+    """Medians (µs) of a(*x) and b(*x), timed alternately with CUDA events on rotating x."""
+    for i in range(warmup):
+        a(*inputs[i % len(inputs)])
+        b(*inputs[i % len(inputs)])
+    ta, tb = [], []
+    for i in range(reps):
+        x = inputs[i % len(inputs)]
+        for fn, acc in ((a, ta), (b, tb)):
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            fn(*x)
+            e.record()
+            e.synchronize()
+            acc.append(s.elapsed_time(e) * 1000.0)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def _regret(chosen: str, cands: list[dict[str, Any]]) -> float | None:
+    """measured(chosen) / min measured over candidates with error <= chosen's error, minus 1."""
+    by = {c["pattern"]: c for c in cands if c.get("measured_us") is not None}
+    if chosen not in by:
+        return None
+    err = by[chosen].get("error") or 0.0
+    ok = [c["measured_us"] for c in by.values() if (c.get("error") or 0.0) <= err + 1e-12]
+    return by[chosen]["measured_us"] / min(ok) - 1.0
+
+
+def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> list[dict[str, Any]]:
+    """Per linear layer: predicted and measured µs, dense and chosen, and every candidate."""
+    kernels = {k.layer: k for k in runtime.kernels}
+    out = []
+    for layer in result.report["layers"]:
+        name = layer["name"]
+        k = kernels.get(name)
+        if layer["op"] != "linear" or k is None:
+            continue
+        n0, k0 = layer["shape"][:2]
+        n_final, k_final = k.shape[:2]
+        preds = {c["pattern"]: c for c in layer.get("candidates", ())}
+        dense = time_linear(n0, k0, rows, "dense", dtype, reps=reps)
+        chosen_pattern = layer["chosen"]
+        cands = []
+        for pat, c in preds.items():
+            try:
+                t = time_linear(n0, k_final, rows, parse_pattern(pat), dtype, reps=reps)
+                measured, kernel, note = t.us, t.kernel, t.note
+            except (RuntimeError, ConfigError) as e:
+                measured, kernel, note = None, None, str(e)
+            cands.append({"pattern": pat, "error": c.get("error"),
+                          "predicted_us": c.get("predicted_us"), "measured_us": measured,
+                          "kernel": kernel, "note": note or c.get("reason")})
+        chosen = next((c for c in cands if c["pattern"] == chosen_pattern), None)
+        if chosen is None:    # e.g. dense by plan file with no candidates listed
+            t = time_linear(n0, k_final, rows, parse_pattern(chosen_pattern), dtype, reps=reps)
+            chosen = {"pattern": chosen_pattern, "measured_us": t.us, "kernel": t.kernel}
+        # the chosen layer as compiled (its final shape: inputs removed upstream count too)
+        final = time_linear(n_final, k_final, rows,
+                            parse_pattern(k.pattern) if k.kernel != "aten" else "dense",
+                            dtype, reps=reps)
+        out.append({
+            "name": name, "shape": [n0, k0], "final_shape": [n_final, k_final],
+            "chosen": chosen_pattern, "kernel": k.kernel, "kernel_note": k.reason,
+            "predicted_dense_us": (preds.get("dense") or {}).get("predicted_us"),
+            "predicted_us": layer.get("predicted_us"),
+            "measured_dense_us": dense.us, "measured_us": final.us,
+            "candidates": cands, "regret": _regret(chosen_pattern, cands),
+        })
+    return out
+
+
+def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | None,
+               dtype: torch.dtype, warmup: int, reps: int, layers: bool,
+               log=print) -> tuple[dict[str, Any], Any]:
+    from sparsecc.api import compile as compile_model
+    from sparsecc.ir import run as run_ir
+    result = compile_model(loaded.model, loaded.example_inputs, config,
+                           dynamic_dims=loaded.dynamic_dims, name=loaded.name,
+                           workload=loaded.workload, plan_file=plan_file,
+                           calibration=loaded.calibration)
+    names = list(result.ir.inputs)
+    gen = torch.Generator().manual_seed(batch * 1000 + (seq or 0))
+    pool = [bench_inputs(loaded.example_inputs, names, loaded.dynamic_dims, batch, seq, gen,
+                         dtype) for _ in range(4)]
+    dense_model = copy.deepcopy(loaded.model).to(device="cuda", dtype=dtype).eval()
+    dense = CudaGraphs(dense_model)
+    masked_rt, masked = lower_cuda(result.ir, dtype=dtype, sparse_kernels=False)
+    runtime, compiled = lower_cuda(result.ir, dtype=dtype)
+
+    check_in = bench_inputs(loaded.example_inputs, names, loaded.dynamic_dims, batch, seq, gen,
+                            dtype)
+    out_c = _first(compiled(*check_in)).float()
+    out_m = _first(masked(*check_in)).float()
+    fp32_in = tuple(x.float() if x.is_floating_point() else x for x in check_in)
+    ref32 = _first(run_ir(result.ir, fp32_in, device="cuda"))
+    case: dict[str, Any] = {
+        "batch": batch, "seq": seq, "rows": batch * (seq or 1),
+        "plan": {d.layer.name: d.chosen for d in result.plan.decisions},
+        "predicted_speedup": result.report.get("predicted_speedup"),
+        "kernels": runtime.kernel_table(),
+        "correctness": {"rel_err_vs_masked_dense": relative_error(out_c, out_m),
+                        "masked_dense_vs_fp32": relative_error(out_m, ref32),
+                        "compiled_vs_fp32": relative_error(out_c, ref32),
+                        "tolerance": CORRECT_TOL},
+    }
+    del masked_rt, masked
+    ok = case["correctness"]["rel_err_vs_masked_dense"] <= CORRECT_TOL
+    case["correctness"]["ok"] = ok
+    if not ok:
+        log(f"  batch {batch} seq {seq}: compiled differs from masked dense "
+            f"({case['correctness']['rel_err_vs_masked_dense']:.2e}); not timed")
+        return case, result
+    d_us, c_us = _time_pair(dense, compiled, pool, warmup, reps)
+    case["e2e"] = {"dense_us": d_us, "compiled_us": c_us, "speedup": d_us / c_us}
+    log(f"  batch {batch} seq {seq}: dense {d_us:.1f} µs, compiled {c_us:.1f} µs, "
+        f"{d_us / c_us:.2f}x")
+    if layers:
+        case["layers"] = layer_rows(result, runtime, case["rows"], dtype, reps)
+    del dense, dense_model, compiled, runtime
+    torch.cuda.empty_cache()
+    return case, result
+
+
+def environment() -> dict[str, Any]:
+    env = {"python": platform.python_version(), "torch": torch.__version__,
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "command": " ".join(["sparsecc"] + sys.argv[1:]) if sys.argv else None}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+        env["cuda"] = torch.version.cuda
+        try:
+            env["cusparselt"] = torch.backends.cusparselt.version()
+        except Exception:            # noqa: BLE001 - informational only
+            env["cusparselt"] = None
+        try:
+            import triton
+            env["triton"] = triton.__version__
+        except ImportError:
+            env["triton"] = None
+    return env
+
+
+def require_cuda(what: str) -> None:
+    if not torch.cuda.is_available():
+        raise SparseccError(f"{what} needs a CUDA GPU; torch {torch.__version__} sees none")
+
+
+def summary_table(cases: list[dict[str, Any]]) -> str:
+    lines = [f"{'batch':>6} {'seq':>5} {'rows':>6} {'dense µs':>10} {'compiled µs':>12} "
+             f"{'speedup':>8} {'rel err':>8}"]
+    for c in cases:
+        e = c.get("e2e") or {}
+        lines.append(f"{c['batch']:>6} {str(c['seq']):>5} {c['rows']:>6} "
+                     f"{e.get('dense_us', float('nan')):>10.1f} "
+                     f"{e.get('compiled_us', float('nan')):>12.1f} "
+                     f"{e.get('speedup', float('nan')):>8.2f} "
+                     f"{c['correctness']['rel_err_vs_masked_dense']:>8.1e}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"--batch takes comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"--batch takes positive integers, got {text!r}")
+    return values
+
+
+def dtype_of(name: str) -> torch.dtype:
+    if name not in ("f16", "bf16"):
+        raise ConfigError(f"bench dtype must be f16 or bf16, got {name!r}")
+    return torch_dtype(name)

