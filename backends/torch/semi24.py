@@ -7,11 +7,11 @@ cuSPARSELt multiplies the compressed operand on the left, C = W · xᵀ, in one 
     "col":  _cslt_sparse_mm(W, xᵀ).t()                      -> y [M, N] column-major (a view of
                                                                C [N, M]; torch's default path)
 
-On the H100 the fastest layout and algorithm change with M (../shared/FACTS.md: the searched
-algorithm in "row" layout is 2.4x the default path at M=16..128 on 4096x4096, but 0.6-0.8x of it
-at M >= 1024, where "col" wins). `Semi24Linear.tune(M)` times every (layout, algorithm) pair of
-cuSPARSELt's own search result and algorithm 0 on random inputs, once per padded M, and keeps the
-fastest; a "col" result that its consumer needs row-major is timed with the copy included.
+On the H100 the fastest layout and algorithm change with M and shape (measured: at 4096x4096,
+M=128 the best "row" id ran 16.2 µs against 51.3 for id 0; at M=4096 id 6 ran 133 µs and id 22
+391). `Semi24Linear.tune(M)` times the "col" layout with the id cuSPARSELt's search picks and the
+"row" layout with every algorithm id (see `candidates`), on random inputs, once per padded M, and
+keeps the fastest; a "col" result that its consumer needs row-major is timed with the copy.
 cuSPARSELt's dense operand needs M a multiple of 16 (it refuses M=1): M is zero-padded up to it.
 Calls never set up plans (no search, no compression): that happened at lowering.
 """
@@ -96,19 +96,28 @@ class Semi24Linear:
             y = y[:m]
         return y.contiguous() if row_major else y
 
+    def _search_col(self, x: torch.Tensor) -> tuple[int, int]:
+        """cuSPARSELt's own search in the "col" layout: (alg_id, number of algorithm ids)."""
+        search = getattr(getattr(torch._C, "_cusparselt", None), "mm_search", None)
+        if search is not None:
+            r = search(self.packed, x.t(), self.bias, None, None, False)
+            return int(r[0]), int(r[3])
+        return int(torch._cslt_sparse_mm_search(self.packed, x.t(), self.bias)), 0
+
     def candidates(self, m: int) -> list[tuple[str, int]]:
-        """(layout, alg_id) pairs to time at M=m: cuSPARSELt's searched id and 0, per layout."""
+        """(layout, alg_id) pairs to time at M=m.
+
+        "col": the id cuSPARSELt's search picks. "row": every id below the search's
+        algorithm count, timed by us: on the H100 (cuSPARSELt 0.8) the search itself fails in
+        the "row" layout and leaves the context unusable, and an id past the count is an
+        illegal instruction, so ids are never probed beyond what the search reports."""
         x = torch.randn(self.padded(m), self.in_features, device=self.packed.device,
                         dtype=self.dtype)
-        out = []
-        for layout in ("row", "col"):
-            try:
-                alg = int(torch._cslt_sparse_mm_search(self.packed, x.t(), self.bias,
-                                                       transpose_result=layout == "row"))
-            except RuntimeError:
-                alg = 0
-            out += [(layout, a) for a in sorted({alg, 0})]
-        return out
+        try:
+            alg, count = self._search_col(x)
+        except RuntimeError:
+            alg, count = 0, 0
+        return [("col", alg)] + [("row", a) for a in range(max(count, 1))]
 
     def tune(self, m: int, row_major: bool = True) -> Semi24Config:
         """Time the candidates at M=m (CUDA-graph replays, fresh random inputs) and keep the best."""
@@ -117,17 +126,18 @@ class Semi24Linear:
             return self.configs[key]
         inputs = [(torch.randn(m, self.in_features, device=self.packed.device, dtype=self.dtype),)
                   for _ in range(3)]
-        best = None
+        best, errors = None, []
         for layout, alg in self.candidates(m):
             try:
                 us = graph_time_us(lambda x, l=layout, a=alg: self._run(x, l, a, row_major),
                                    inputs, warmup=3, reps=10)
-            except RuntimeError:
+            except RuntimeError as e:
+                errors.append(f"{layout}/alg {alg}: {str(e).splitlines()[0][:160]}")
                 continue
             if best is None or us < best.us:
                 best = Semi24Config(layout, alg, us)
         if best is None:
-            raise KernelUnavailable(f"no cuSPARSELt algorithm ran at M={m}")
+            raise KernelUnavailable(f"no cuSPARSELt algorithm ran at M={m}: {'; '.join(errors)}")
         self.configs[key] = best
         return best
 

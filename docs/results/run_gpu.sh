@@ -22,10 +22,15 @@ plans=docs/results/plans
 
 case "$stage" in
 smoke)
-  $py -m pytest -q -p no:cacheprovider -m gpu tests/backends/test_torch_runtime.py -x 2>&1 | tail -15
-  $py -m sparsecc.benchmarks.kernels --quick --out "$out/kernels-quick.json" 2>&1 | tail -8
-  sc calibrate --target h100 --quick --out "$out/cal-quick.jsonl"
-  sc bench tiny-llama --tiny --target h100 --batch 1,16 --seq 8 --out "$out/bench-quick.json" --reps 5
+  t0=$(date +%s)
+  timeout 300 $py -m pytest -q -p no:cacheprovider -m gpu tests/backends/test_torch_runtime.py \
+    --timeout 120 --durations 8 2>&1 | tail -25
+  echo "tests done at $(( $(date +%s) - t0 )) s"
+  timeout 120 $py -m sparsecc.benchmarks.kernels --quick --out "$out/kernels-quick.json" 2>&1 | tail -8
+  echo "kernels done at $(( $(date +%s) - t0 )) s"
+  timeout 90 $py -m sparsecc.cli bench tiny-llama --tiny --target h100 --batch 1,16 --seq 8 \
+    --out "$out/bench-quick.json" --reps 5 2>&1 | tail -8
+  echo "bench done at $(( $(date +%s) - t0 )) s"
   ;;
 kernels)
   $py -m sparsecc.benchmarks.kernels --out "$out/kernels-h100.json"
