@@ -8,7 +8,7 @@ the inputs) and only the nonzero blocks are kept, row-compressed over block rows
     col_idx  [nnz] int32         the K block of each kept block
 
 One Triton program computes a BLOCK_M x rows tile of y: it walks the kept blocks of its block
-row, loads the matching BLOCK_M x cols tile of x and accumulates x_tile · blockᵀ in fp32 on the
+row (UNROLL at a time: rows are padded with zero blocks to a multiple of it), loads the matching BLOCK_M x cols tile of x and accumulates x_tile · blockᵀ in fp32 on the
 tensor cores, so it does nnz/(N/rows·K/cols) of the dense work: density d costs ~d of the FLOPs
 and of the weight bytes (x is re-read once per block row, from L2 when it fits). Programs are
 ordered in groups of GROUP_M row tiles (the matmul tutorial's swizzle) for L2 reuse of x.
@@ -30,6 +30,7 @@ from .semi24 import KernelUnavailable
 
 BLOCK_SIZES = (16, 32, 64, 128)     # supported block edges (tensor-core tiles need >= 16)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+UNROLL = 2      # kept blocks taken two at a time (block rows padded with zero blocks to even)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,8 @@ class BsrWeight:
         counts = self.row_ptr[1:] - self.row_ptr[:-1]
         block_rows = torch.repeat_interleave(torch.arange(n // self.rows, device=counts.device),
                                              counts.long())
-        grid[block_rows, self.col_idx.long()] = self.blocks.transpose(1, 2)
+        grid.index_put_((block_rows, self.col_idx.long()), self.blocks.transpose(1, 2),
+                        accumulate=True)                 # padding blocks are zero
         return grid.permute(0, 2, 1, 3).reshape(n, k)
 
 
@@ -75,8 +77,10 @@ def check_bsr(weight: torch.Tensor, rows: int, cols: int) -> str | None:
     return None
 
 
-def pack_bsr(weight: torch.Tensor, rows: int, cols: int) -> BsrWeight:
-    """Keep the blocks of `weight` that hold any nonzero."""
+def pack_bsr(weight: torch.Tensor, rows: int, cols: int, pad_to: int = 1) -> BsrWeight:
+    """Keep the blocks of `weight` that hold any nonzero; `pad_to` > 1 pads every block row
+    with zero blocks (at K block 0) to a multiple of it, for a kernel that takes blocks in
+    groups."""
     reason = check_bsr(weight, rows, cols)
     if reason:
         raise KernelUnavailable(reason)
@@ -86,6 +90,17 @@ def pack_bsr(weight: torch.Tensor, rows: int, cols: int) -> BsrWeight:
     block_rows, block_cols = keep.nonzero(as_tuple=True)
     blocks = grid[block_rows, block_cols].transpose(1, 2).contiguous()           # [nnz, c, r]
     counts = keep.sum(1)
+    if pad_to > 1:
+        pads = (-counts) % pad_to
+        if int(pads.sum()):
+            order, pos = [], 0
+            zero = len(block_cols)                 # index of the appended zero block
+            for count, pad in zip(counts.tolist(), pads.tolist()):
+                order += list(range(pos, pos + count)) + [zero] * pad
+                pos += count
+            blocks = torch.cat([blocks, blocks.new_zeros(1, cols, rows)])[order].contiguous()
+            block_cols = torch.cat([block_cols, block_cols.new_zeros(1)])[order]
+            counts = counts + pads
     row_ptr = torch.zeros(n // rows + 1, dtype=torch.int32, device=weight.device)
     row_ptr[1:] = counts.cumsum(0)
     return BsrWeight(blocks, row_ptr, block_cols.to(torch.int32).contiguous(), (n, k), rows, cols)
@@ -129,7 +144,8 @@ def _kernel():
     @triton.jit
     def bsr_linear(x_ptr, w_ptr, row_ptr, col_idx, b_ptr, y_ptr, M, N, K, NNZ, M_CLASS,
                    sxm, sxk, sym, syn, HAS_BIAS: tl.constexpr, BS_N: tl.constexpr,
-                   BS_K: tl.constexpr, BLOCK_M: tl.constexpr, GROUP_M: tl.constexpr):
+                   BS_K: tl.constexpr, UNROLL: tl.constexpr, BLOCK_M: tl.constexpr,
+                   GROUP_M: tl.constexpr):
         pid = tl.program_id(0)
         tiles_m = tl.cdiv(M, BLOCK_M)
         tiles_n = N // BS_N
@@ -146,12 +162,13 @@ def _kernel():
         rn = tl.arange(0, BS_N)
         in_m = rm < M
         acc = tl.zeros((BLOCK_M, BS_N), dtype=tl.float32)
-        for i in range(start, end):
-            kb = tl.load(col_idx + i)
-            a = tl.load(x_ptr + rm[:, None] * sxm + (kb * BS_K + rk)[None, :] * sxk,
-                        mask=in_m[:, None], other=0.0)
-            b = tl.load(w_ptr + i * (BS_K * BS_N) + rk[:, None] * BS_N + rn[None, :])
-            acc += tl.dot(a, b)
+        for i in range(start, end, UNROLL):       # rows hold a multiple of UNROLL blocks
+            for j in tl.static_range(UNROLL):
+                kb = tl.load(col_idx + i + j)
+                a = tl.load(x_ptr + rm[:, None] * sxm + (kb * BS_K + rk)[None, :] * sxk,
+                            mask=in_m[:, None], other=0.0)
+                b = tl.load(w_ptr + (i + j) * (BS_K * BS_N) + rk[:, None] * BS_N + rn[None, :])
+                acc = tl.dot(a, b, acc)
         if HAS_BIAS:
             acc += tl.load(b_ptr + pid_n * BS_N + rn).to(tl.float32)[None, :]
         tl.store(y_ptr + rm[:, None] * sym + (pid_n * BS_N + rn)[None, :] * syn,
@@ -164,10 +181,11 @@ class BsrLinear:
     """A packed block-sparse weight run by the Triton kernel."""
 
     def __init__(self, weight: torch.Tensor, rows: int, cols: int,
-                 bias: torch.Tensor | None = None) -> None:
+                 bias: torch.Tensor | None = None, unroll: int = UNROLL) -> None:
         if not weight.is_cuda:
             raise KernelUnavailable("the Triton BSR kernel needs a CUDA tensor")
-        self.packed = pack_bsr(weight, rows, cols)
+        self.unroll = unroll
+        self.packed = pack_bsr(weight, rows, cols, pad_to=unroll)
         self.kernel = f"triton-bsr{rows}x{cols}"
         self.out_features, self.in_features = weight.shape
         self.dtype = weight.dtype
@@ -191,7 +209,8 @@ class BsrLinear:
         m_class = 1 << max(0, (m - 1).bit_length())      # tuned once per power of two of M
         kernel[grid](x2d, w.blocks, w.row_ptr, w.col_idx, bias, y, m, n, k, w.nnz, m_class,
                      x2d.stride(0), x2d.stride(1), y.stride(0), y.stride(1),
-                     HAS_BIAS=self.bias is not None, BS_N=w.rows, BS_K=w.cols)
+                     HAS_BIAS=self.bias is not None, BS_N=w.rows, BS_K=w.cols,
+                     UNROLL=self.unroll)
         return y.view(*lead, self.out_features)
 
 

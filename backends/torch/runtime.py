@@ -34,6 +34,7 @@ from sparsecc.plan import layer_of
 
 from .bsr import BsrLinear
 from .semi24 import KernelUnavailable, Semi24Linear
+from .timing import capture
 
 # ops whose result is right for any input strides (so a column-major 2:4 result may feed them)
 LAYOUT_FREE = {"linear", "silu", "gelu", "relu", "sigmoid", "tanh", "mul.Tensor", "add.Tensor",
@@ -196,15 +197,8 @@ class CudaGraphs:
 
     def _capture(self, args: tuple):
         static = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), torch.no_grad():
-            for _ in range(2):
-                self.fn(*static)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.no_grad():
-            out = self.fn(*static)
+        with torch.no_grad():
+            graph, out = capture(lambda: self.fn(*static), warm=2)
         return graph, static, out
 
     def __call__(self, *args: Any) -> Any:

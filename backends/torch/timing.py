@@ -39,19 +39,34 @@ def event_time_us(fn: Callable[..., Any], inputs: Sequence[tuple], warmup: int =
     return _median_us(run, len(inputs), warmup, reps)
 
 
+def capture(fn: Callable[[], Any], warm: int = 1) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """(graph, result of fn()) captured on a side stream after `warm` eager calls there.
+
+    Uses capture_begin/capture_end directly: `torch.cuda.graph` runs gc.collect() on every
+    capture, which costs ~0.5 s in a process holding a large IR."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream):
+        for _ in range(warm):                # allocator, handles, kernel tuning: not captured
+            fn()
+        stream.synchronize()
+        graph.capture_begin()
+        try:
+            out = fn()
+        finally:
+            graph.capture_end()
+    torch.cuda.current_stream().wait_stream(stream)
+    return graph, out
+
+
 def graph_time_us(fn: Callable[..., Any], inputs: Sequence[tuple], warmup: int = 5,
                   reps: int = 20) -> float:
     """Median µs per call of fn(*args) replayed from one CUDA graph over all `inputs`."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):          # warm-up outside capture (allocator, handles)
+    def all_inputs() -> None:
         for args in inputs:
             fn(*args)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for args in inputs:
-            fn(*args)
+    graph, _ = capture(all_inputs)
     return _median_us(graph.replay, len(inputs), warmup, reps)
 
 

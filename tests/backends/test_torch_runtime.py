@@ -27,14 +27,16 @@ def _rel(a, b):
 # -- CPU ------------------------------------------------------------------------------------
 @settings(max_examples=30, deadline=None)
 @given(st.sampled_from([16, 32, 64]), st.sampled_from([16, 32, 64]), st.integers(1, 4),
-       st.integers(1, 4), st.floats(0.0, 1.0), st.integers(0, 2**16))
-def test_pack_bsr_keeps_exactly_the_nonzero_blocks(r, c, nr, nc, keep, seed):
+       st.integers(1, 4), st.floats(0.0, 1.0), st.integers(0, 2**16), st.sampled_from([1, 2, 4]))
+def test_pack_bsr_keeps_exactly_the_nonzero_blocks(r, c, nr, nc, keep, seed, pad_to):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(nr * r, nc * c, generator=g)
     blocks = torch.rand(nr, nc, generator=g) < keep
     w = w * blocks.repeat_interleave(r, 0).repeat_interleave(c, 1)
-    p = pack_bsr(w, r, c)
-    assert p.nnz == int(blocks.sum())
+    p = pack_bsr(w, r, c, pad_to)
+    counts = blocks.sum(1)
+    assert p.nnz == int((counts + (-counts) % pad_to).sum())
+    assert all(int(n) % pad_to == 0 for n in p.row_ptr[1:] - p.row_ptr[:-1])
     assert torch.equal(p.to_dense(), w)
     assert p.row_ptr.tolist()[-1] == p.nnz and p.row_ptr.dtype == torch.int32
     x = torch.randn(5, nc * c, generator=g)
@@ -101,13 +103,14 @@ def test_semi24_linear_equals_f_linear(m, row_major):
 @pytest.mark.gpu
 @pytest.mark.parametrize("bs", [32, 64, 128])
 @pytest.mark.parametrize("m", [1, 100, 1024])
-def test_bsr_linear_equals_f_linear(bs, m):
+@pytest.mark.parametrize("unroll", [1, 2])
+def test_bsr_linear_equals_f_linear(bs, m, unroll):
     from sparsecc.backends.torch.bsr import BsrLinear
     g = torch.Generator(device="cuda").manual_seed(bs + m)
     w = torch.randn(512, 1024, device="cuda", generator=g)
     w = torch.where(Block(bs, bs, 0.25).mask(w), w, 0.0).half()
     b = torch.randn(512, device="cuda", generator=g).half()
-    lin = BsrLinear(w, bs, bs, b)
+    lin = BsrLinear(w, bs, bs, b, unroll=unroll)
     x = torch.randn(m, 1024, device="cuda", generator=g).half()
     y = lin(x)
     assert torch.isfinite(y).all()
