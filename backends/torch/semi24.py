@@ -125,12 +125,12 @@ class Semi24Linear:
         if key in self.configs:
             return self.configs[key]
         inputs = [(torch.randn(m, self.in_features, device=self.packed.device, dtype=self.dtype),)
-                  for _ in range(3)]
+                  for _ in range(2)]
         best, errors = None, []
         for layout, alg in self.candidates(m):
             try:
                 us = graph_time_us(lambda x, l=layout, a=alg: self._run(x, l, a, row_major),
-                                   inputs, warmup=3, reps=10)
+                                   inputs, warmup=2, reps=5)
             except RuntimeError as e:
                 errors.append(f"{layout}/alg {alg}: {str(e).splitlines()[0][:160]}")
                 continue
