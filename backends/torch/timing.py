@@ -61,12 +61,13 @@ def capture(fn: Callable[[], Any], warm: int = 1) -> tuple[torch.cuda.CUDAGraph,
 
 
 def graph_time_us(fn: Callable[..., Any], inputs: Sequence[tuple], warmup: int = 5,
-                  reps: int = 20) -> float:
-    """Median µs per call of fn(*args) replayed from one CUDA graph over all `inputs`."""
+                  reps: int = 20, warm: int = 1) -> float:
+    """Median µs per call of fn(*args) replayed from one CUDA graph over all `inputs`
+    (`warm` eager passes before capture; 0 when fn is known to be capture-safe)."""
     def all_inputs() -> None:
         for args in inputs:
             fn(*args)
-    graph, _ = capture(all_inputs)
+    graph, _ = capture(all_inputs, warm)
     return _median_us(graph.replay, len(inputs), warmup, reps)
 
 

@@ -32,11 +32,10 @@ from .gpu import environment, require_cuda
 from .gpu_layers import masked_weight
 
 TOL = 1e-2
-SEMI_SHAPES = [(4096, 4096), (4096, 14336), (14336, 4096)]
-SEMI_ROWS = [1, 16, 32, 64, 128, 256, 1024, 4096, 16384]
-BSR_CASES = [((4096, 14336), 64, d, m) for d in (0.1, 0.25, 0.5) for m in (1024, 4096)] + \
-            [((14336, 4096), 64, d, 4096) for d in (0.1, 0.25)] + \
-            [((4096, 14336), b, 0.25, 4096) for b in (32, 128)]
+SEMI_CASES = [((4096, 4096), m) for m in (1, 16, 32, 64, 128, 1024, 4096, 16384)] + \
+             [((4096, 14336), m) for m in (16, 128, 4096)]
+BSR_CASES = [((4096, 14336), 64, d, 4096) for d in (0.1, 0.25, 0.5)] + \
+            [((4096, 14336), 64, 0.25, 1024), ((4096, 14336), 128, 0.25, 4096)]
 
 
 def _check(name: str, y: torch.Tensor, ref: torch.Tensor) -> float:
@@ -95,30 +94,34 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     require_cuda("the kernel benchmark")
     gen = torch.Generator(device="cuda").manual_seed(0)
-    semi_shapes, semi_rows, bsr_cases = SEMI_SHAPES, SEMI_ROWS, BSR_CASES
+    semi_cases, bsr_cases = SEMI_CASES, BSR_CASES
     if a.quick:
-        semi_shapes, semi_rows, bsr_cases = SEMI_SHAPES[:1], [16, 4096], BSR_CASES[2:4]
-    semi = []
-    for (k, n) in semi_shapes:
-        for m in semi_rows:
-            r = semi_row(k, n, m, gen)
-            semi.append(r)
-            d = r["ours_vs_default"]
-            print(f"2:4 K={k} N={n} M={m}: dense {r['dense_us']:.1f} default "
-                  f"{r['default_us'] or float('nan'):.1f} ours {r['ours_us']:.1f} µs "
-                  f"({r['ours_layout']}, alg {r['ours_alg']}): vs default "
-                  f"{d if d else float('nan'):.2f}x, vs dense {r['ours_vs_dense']:.2f}x", flush=True)
-    bsr = []
+        semi_cases, bsr_cases = SEMI_CASES[1:2], BSR_CASES[1:2]
+    env = environment()
+    env["command"] = "python -m sparsecc.benchmarks.kernels " + " ".join(sys.argv[1:] if argv is None else argv)
+    semi: list[dict] = []
+    bsr: list[dict] = []
+
+    def save() -> None:          # after every row: a run cut short keeps what it measured
+        write_json({"environment": env, "semi24": semi, "bsr": bsr}, a.out)
+
+    for (k, n), m in semi_cases:
+        r = semi_row(k, n, m, gen)
+        semi.append(r)
+        save()
+        d = r["ours_vs_default"]
+        print(f"2:4 K={k} N={n} M={m}: dense {r['dense_us']:.1f} default "
+              f"{r['default_us'] or float('nan'):.1f} ours {r['ours_us']:.1f} µs "
+              f"({r['ours_layout']}, alg {r['ours_alg']}): vs default "
+              f"{d if d else float('nan'):.2f}x, vs dense {r['ours_vs_dense']:.2f}x", flush=True)
     for (k, n), bs, dens, m in bsr_cases:
         r = bsr_row(k, n, bs, dens, m, gen)
         bsr.append(r)
+        save()
         print(f"bsr{bs} d={dens} K={k} N={n} M={m}: dense {r['dense_us']:.1f} torch "
               f"{r['torch_bsr_us']:.1f} ours {r['ours_us']:.1f} µs: vs torch "
               f"{r['ours_vs_torch_bsr']:.2f}x, vs dense {r['ours_vs_dense']:.2f}x (unroll 1: "
               f"{r['ours_unroll1_us']:.1f} µs)", flush=True)
-    env = environment()
-    env["command"] = "python -m sparsecc.benchmarks.kernels " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_json({"environment": env, "semi24": semi, "bsr": bsr}, a.out)
     return 0
 
 
