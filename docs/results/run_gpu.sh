@@ -42,19 +42,26 @@ kernels)   # the kernel benchmarks, the cost-model table and the GPU tests, one 
 calibrate)
   sc calibrate --target h100 --out "$out/h100-calibrated.jsonl"
   ;;
-bench)
-  # prefill M=4096: a 2:4 plan, a 50%-channel plan, the compiler's own pick
-  sc bench llama3-8b-layer --target h100 --batch 1 --seq 4096 --plan $plans/llama3-2to4.json \
-     --out "$out/bench-llama3-prefill-2to4.json"
-  sc bench llama3-8b-layer --target h100 --batch 1 --seq 4096 --plan $plans/llama3-channel50.json \
-     --no-layers --out "$out/bench-llama3-prefill-channel50.json"
-  sc bench llama3-8b-layer --target h100 --batch 1 --seq 4096 --budget 1 \
-     --out "$out/bench-llama3-prefill-auto.json"
-  # decode-shaped M=1 and M=16 (and the rest of the sweep): the compiler's pick, channel plan
-  sc bench llama3-8b-layer --target h100 --batch 1,16,128,1024,4096 --budget 1 \
-     --out "$out/bench-llama3-decode-auto.json"
-  sc bench llama3-8b-layer --target h100 --batch 1,16 --plan $plans/llama3-channel50.json \
-     --no-layers --out "$out/bench-llama3-decode-channel50.json"
+bench)   # llama3-8b-layer: the compiler's picks (per layer too), then fixed plans, then GPU tests
+  t0=$(date +%s)
+  timeout 150 $py -m sparsecc.cli bench llama3-8b-layer --target h100 --batch 1,16 --budget 1 \
+     --reps 20 --out "$out/bench-llama3-decode-auto.json" --report-dir "$out/reports"
+  echo "decode auto done at $(( $(date +%s) - t0 )) s"
+  timeout 150 $py -m sparsecc.cli bench llama3-8b-layer --target h100 --batch 1 --seq 4096 \
+     --budget 1 --reps 20 --out "$out/bench-llama3-prefill-auto.json"
+  echo "prefill auto done at $(( $(date +%s) - t0 )) s"
+  for p in 2to4 channel50; do
+    timeout 70 $py -m sparsecc.cli bench llama3-8b-layer --target h100 --batch 1 --seq 4096 \
+       --plan $plans/llama3-$p.json --no-layers --reps 20 --out "$out/bench-llama3-prefill-$p.json"
+    echo "prefill $p done at $(( $(date +%s) - t0 )) s"
+  done
+  timeout 70 $py -m sparsecc.cli bench llama3-8b-layer --target h100 --batch 1,16 \
+     --plan $plans/llama3-channel50.json --no-layers --reps 20 \
+     --out "$out/bench-llama3-decode-channel50.json"
+  echo "decode channel50 done at $(( $(date +%s) - t0 )) s"
+  timeout 60 $py -m pytest -q -p no:cacheprovider -m gpu tests/backends/test_torch_runtime.py \
+    -k masked_dense --timeout 50 2>&1 | tail -6
+  echo "tests done at $(( $(date +%s) - t0 )) s"
   ;;
 zoo)
   # every zoo model: compiled vs masked dense (the JSON's correctness), the compiler's pick
