@@ -45,7 +45,7 @@ calibrate)
 bench)   # llama3-8b-layer: the compiler's picks (per layer too), then fixed plans, then GPU tests
   t0=$(date +%s)
   timeout 150 $py -m sparsecc.cli bench llama3-8b-layer --target h100 --batch 1,16 --budget 1 \
-     --reps 20 --out "$out/bench-llama3-decode-auto.json" --report-dir "$out/reports"
+     --reps 20 --out "$out/bench-llama3-decode-auto.json"
   echo "decode auto done at $(( $(date +%s) - t0 )) s"
   timeout 150 $py -m sparsecc.cli bench llama3-8b-layer --target h100 --batch 1 --seq 4096 \
      --budget 1 --reps 20 --out "$out/bench-llama3-prefill-auto.json"
