@@ -196,7 +196,9 @@ class CudaGraphs:
         return tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else a for a in args)
 
     def _capture(self, args: tuple):
-        static = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+        # the graph's input buffers live on the GPU (a host tensor can't be copied inside a
+        # capture); each call copies its inputs into them, from the host or the device
+        static = [a.to("cuda", copy=True) if isinstance(a, torch.Tensor) else a for a in args]
         with torch.no_grad():
             graph, out = capture(lambda: self.fn(*static), warm=2)
         return graph, static, out
