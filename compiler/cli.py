@@ -210,7 +210,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         env = gpu.environment()
         write_json({"environment": env, "model": loaded.name, "target": a.target,
                     "dtype": a.dtype, "plan_file": a.plan, "budget": a.budget,
-                    "cases": cases}, a.out)
+                    "cases": cases, "summary": gpu.summarize(cases)}, a.out)
     bad = [c for c in cases if not c["correctness"]["ok"]]
     if bad:
         raise SparseccError(f"compiled output differs from masked dense at batch "

@@ -85,14 +85,48 @@ def _time_pair(a, b, inputs: Sequence[tuple], warmup: int, reps: int) -> tuple[f
     return statistics.median(ta), statistics.median(tb)
 
 
-def _regret(chosen: str, cands: list[dict[str, Any]]) -> float | None:
-    """measured(chosen) / min measured over candidates with error <= chosen's error, minus 1."""
-    by = {c["pattern"]: c for c in cands if c.get("measured_us") is not None}
-    if chosen not in by:
+def _valid(c: dict[str, Any]) -> bool:
+    """A candidate the compiler could have chosen: it has an error estimate."""
+    return c.get("measured_us") is not None and c.get("error") is not None
+
+
+def regret(layer: dict[str, Any]) -> float | None:
+    """measured(chosen) / min measured over the valid candidates whose error is no larger than
+    the chosen pattern's, minus 1 (0: nothing at most as inaccurate ran faster).
+
+    A composite `channelR+N:M` the selector formed from a group's channel option and the
+    layer's N:M option is measured as compiled, with error = the sum of its parts' errors."""
+    cands = [c for c in layer["candidates"] if _valid(c)]
+    by = {c["pattern"]: c for c in cands}
+    chosen = layer["chosen"]
+    if chosen in by:
+        err, us = by[chosen]["error"], by[chosen]["measured_us"]
+    elif "+" in chosen and all(p in by for p in chosen.split("+")):
+        err = sum(by[p]["error"] for p in chosen.split("+"))
+        us = layer["measured_us"]
+    else:
         return None
-    err = by[chosen].get("error") or 0.0
-    ok = [c["measured_us"] for c in by.values() if (c.get("error") or 0.0) <= err + 1e-12]
-    return by[chosen]["measured_us"] / min(ok) - 1.0
+    ok = [c["measured_us"] for c in cands if c["error"] <= err + 1e-12] + [us]
+    return us / min(ok) - 1.0
+
+
+def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per workload: median |predicted − measured| / measured over the layers (chosen pattern, as
+    compiled) and the largest selector regret."""
+    out = []
+    for c in cases:
+        layers = c.get("layers") or []
+        errs = [abs(l["predicted_us"] - l["measured_us"]) / l["measured_us"]
+                for l in layers if l.get("predicted_us") and l.get("measured_us")]
+        regrets = {l["name"]: regret(l) for l in layers}
+        out.append({"batch": c["batch"], "seq": c["seq"], "rows": c["rows"],
+                    "speedup": (c.get("e2e") or {}).get("speedup"),
+                    "median_prediction_error": statistics.median(errs) if errs else None,
+                    "prediction_errors": errs,
+                    "regret": regrets,
+                    "max_regret": max((r for r in regrets.values() if r is not None),
+                                      default=None)})
+    return {"cases": out}
 
 
 def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> list[dict[str, Any]]:
@@ -133,8 +167,9 @@ def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> lis
             "predicted_dense_us": (preds.get("dense") or {}).get("predicted_us"),
             "predicted_us": layer.get("predicted_us"),
             "measured_dense_us": dense.us, "measured_us": final.us,
-            "candidates": cands, "regret": _regret(chosen_pattern, cands),
+            "candidates": cands,
         })
+        out[-1]["regret"] = regret(out[-1])
     return out
 
 
@@ -237,7 +272,36 @@ def parse_batches(text: str) -> list[int]:
     return values
 
 
+def main(argv: list[str] | None = None) -> int:
+    """python -m sparsecc.benchmarks.gpu summarize FILE... : prediction error and regret of
+    bench JSON files (recomputed from their per-layer rows)."""
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("verb", choices=["summarize"])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--out", help="write the summary JSON here")
+    a = ap.parse_args(argv)
+    doc = {"command": "python -m sparsecc.benchmarks.gpu summarize " + " ".join(a.files),
+           "files": {}}
+    for f in a.files:
+        with open(f) as fh:
+            doc["files"][f] = summarize(json.load(fh)["cases"])
+        for c in doc["files"][f]["cases"]:
+            med = c["median_prediction_error"]
+            print(f"{f}: rows {c['rows']}: speedup {c['speedup']:.2f}x, median prediction error "
+                  f"{'-' if med is None else f'{med:.3f}'}, max regret {c['max_regret']}")
+    if a.out:
+        from . import write_json
+        write_json(doc, a.out)
+    return 0
+
+
 def dtype_of(name: str) -> torch.dtype:
     if name not in ("f16", "bf16"):
         raise ConfigError(f"bench dtype must be f16 or bf16, got {name!r}")
     return torch_dtype(name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,9 +37,10 @@ Assumptions:
   - One efficiency per kernel family and target, independent of shape. bf16 costs as f16; f16
     on a target without an f16 peak (TPU) costs at the bf16 peak; f32 on GPUs is the non-tensor
     FP32 peak (torch's default, TF32 off). Power/clock throttling in long GEMMs is not modelled.
-  - The H100's efficiencies and overheads were fitted to kernels-h100.jsonl (median relative
-    error 6.6% over its 288 points); other targets' parameters are stated in their files'
-    sources (mostly approximate).
+  - The H100's dense, 2:4 and 64x64-block parameters were fitted to the table `sparsecc
+    calibrate` measured there (sparsecc/cost/data/h100.jsonl: cuBLAS, our tuned cuSPARSELt path,
+    our Triton BSR kernel; median relative error 13.9% over its 210 points); other targets'
+    parameters are stated in their files' sources (mostly approximate).
 """
 from __future__ import annotations
 

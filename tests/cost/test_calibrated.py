@@ -19,11 +19,11 @@ def predict(model, r):
     return model.predict((r["N"], r["K"]), "linear", r["pattern"], r["M"], r["dtype"])
 
 
-def test_table_reads_every_non_error_kernel_row():
-    # 144 kernel rows: 36 f16 + 36 bf16 n:m rows (dense, 2:4, channel0.5 each), 36 bsr rows
-    # (dense, block); dense repeats at the bsr shapes merge into one point
-    assert len(FULL) == len(OWN) == 252
-    assert {r["pattern"] for r in OWN} >= {"dense", "2:4", "channel0.5", "block64x64@0.1"}
+def test_table_reads_every_row():
+    # sparsecc calibrate: 7 shapes x 5 M x (f16 dense, 2:4, 3 block densities; bf16 dense)
+    assert len(FULL) == len(OWN) == 210 == sum("K" in r for r in KERNEL_ROWS)
+    assert {r["pattern"] for r in OWN} == {"dense", "2:4", "block64x64@0.1", "block64x64@0.25",
+                                           "block64x64@0.5"}
     assert {r["dtype"] for r in OWN} == {"f16", "bf16"}
 
 
@@ -48,18 +48,21 @@ def test_calibrated_leave_one_out_over_m_median_error_below_10pct():
           f"{median:.3f} (interpolated in M only: {statistics.median(interpolated):.3f}, "
           f"{len(interpolated)} points)")
     assert median <= 0.10, f"calibrated leave-one-out median relative error {median:.3f} > 0.10"
-    assert len(interpolated) >= 140
+    assert len(interpolated) >= 120          # 3 interior M of 5 per series
 
 
 def test_held_out_shape_borrows_a_neighbouring_series():
-    held = [r for r in OWN if (r["K"], r["N"]) == (8192, 8192)]
-    model = CalibratedCostModel.from_jsonl([r for r in OWN if (r["K"], r["N"]) != (8192, 8192)])
-    errors = []
-    for r in held:
-        p = predict(model, r)
-        assert p.source == "interpolated" and "K=" in p.note
-        errors.append(abs(p.us - r["us"]) / r["us"])
-    assert statistics.median(errors) <= 0.10
+    # the packaged grid has no two shapes within a factor 2, so build one: a series at
+    # (4096, 8192) running 1.3x the analytic model, and predict a held-out (4096, 6144) from it
+    rows = [{"K": 4096, "N": 8192, "M": m, "dtype": "f16", "pattern": "2:4",
+             "us": 1.3 * predict_us("h100", (8192, 4096), "linear", "2:4", m)}
+            for m in (16, 128, 1024, 4096)]
+    model = CalibratedCostModel.from_jsonl(rows)
+    for m in (64, 512):
+        p = model.predict((6144, 4096), "linear", "2:4", m)
+        assert p.source == "interpolated" and "K=4096 N=8192" in p.note
+        assert p.us == pytest.approx(1.3 * predict_us("h100", (6144, 4096), "linear", "2:4", m),
+                                     rel=1e-6)
 
 
 def test_outside_the_table_is_analytic_and_says_so():
@@ -85,7 +88,9 @@ def test_channel_and_composite_use_the_series_at_the_kept_width():
 def test_calibrated_qualitative_checks():
     def s(shape, pattern, m):
         return FULL.speedup(shape, "linear", pattern, m)
-    assert s((14336, 4096), "2:4", 4096) > 1.3 and s((14336, 4096), "2:4", 16) < 1.0
+    # our tuned 2:4 path: wins on the big MLP GEMM at prefill and decode, loses on 4096x4096
+    # at decode sizes (measured 0.83-0.94x)
+    assert s((14336, 4096), "2:4", 4096) > 1.3 and s((14336, 4096), "2:4", 16) > 1.3
     assert all(s((4096, 4096), "2:4", m) < 1.0 for m in (1, 16, 64, 128))
     assert s((14336, 4096), "block64x64@0.1", 4096) > 2 and s((14336, 4096), "block64x64@0.5", 4096) < 1
 
@@ -116,7 +121,7 @@ def test_bad_rows_are_named(row, match):
 
 def test_default_cost_models():
     h100 = default_cost_model("h100")
-    assert isinstance(h100, CalibratedCostModel) and len(h100) == 252
+    assert isinstance(h100, CalibratedCostModel) and len(h100) == 210
     path = packaged_table("h100").replace("\\", "/")
     assert path.endswith("cost/data/h100.jsonl") and "shared" not in path
     assert packaged_table("tpu-v5e") is None
@@ -126,6 +131,6 @@ def test_default_cost_models():
         p = model.predict((4096, 4096), "linear", "channel0.5", 128, "bf16")
         assert isinstance(p, Prediction) and p.source == "analytic" and p.us > 0
     p = h100.predict((14336, 4096), "linear", "2:4", 16, "f16")
-    assert p == Prediction(43.67, "measured", p.note)
+    assert p.source == "measured" and p.us == pytest.approx(28.277)
     with pytest.raises(ValueError):
         Prediction(1.0, "guessed")
