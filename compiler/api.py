@@ -89,6 +89,8 @@ class CompileResult:
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
             f.write("\n")
+        if self.config.backend == "tvm":
+            self.artifact.export_library(os.path.join(d, "model.so"))
         if self.config.backend == "onnx":
             import onnx
             # protobuf can't hold 2 GB: big models keep their weights in model.onnx.data
@@ -124,8 +126,11 @@ def lower(graph: Graph, config: CompileConfig) -> Any:
     if backend == "torch":
         from sparsecc.backends.torch import lower_torch
         return lower_torch(graph)
+    if backend == "tvm":
+        from sparsecc.backends.tvm import compile_tvm
+        return compile_tvm(graph, target="llvm")
     raise ConfigError(f"backend {backend!r} is not available in this version of sparsecc "
-                      f"(available: onnx, torch)")
+                      f"(available: onnx, torch, tvm)")
 
 
 _BYTES = {"f16": 2, "bf16": 2, "f32": 4}

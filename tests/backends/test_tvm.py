@@ -1,0 +1,100 @@
+"""The TVM backend (CPU, llvm): every zoo model and plan kind computes what the IR computes."""
+import numpy as np
+import pytest
+import torch
+
+import sparsecc
+from sparsecc import models
+from sparsecc.backends.tvm import TvmLoweringError, compile_tvm
+from sparsecc.backends.tvm.bsr_tir import pack
+from sparsecc.capture import capture
+from sparsecc.cli import main
+from sparsecc.ir import run
+
+# the plan kinds of tests/test_compile_plans.py, and dense
+MIXED = {r".*(mlp|intermediate|conv1|fc1).*": "channel0.5", ".*": "2:4"}
+PLANS = {"2:4": {".*": "2:4"}, "block": {".*": "block16x16@0.25"},
+         "channel": {".*": "channel0.5"}, "mixed": MIXED,
+         "composite": {".*": "channel0.5+2:4"}}
+PLANS_AND_DENSE = {**PLANS, "dense": {".*": "dense"}}
+
+
+def compile_zoo(name, overrides):
+    z = models.get(name, tiny=True)
+    config = sparsecc.CompileConfig(target="h100", overrides=overrides)
+    return z, sparsecc.compile(z.model, z.example_inputs, config, dynamic_dims=z.dynamic_dims,
+                               name=name, calibration=z.calibration)
+
+
+def assert_matches_ir(module, ir, inputs):
+    for o, r in zip([module(*inputs)], run(ir, inputs)):
+        o, r = o.numpy(), r.numpy()
+        assert o.shape == r.shape
+        assert np.abs(o - r).max() <= 1e-4 * max(np.abs(r).max(), 1e-12)
+
+
+@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("plan", sorted(PLANS_AND_DENSE))
+def test_every_zoo_model_and_plan_kind_matches_the_interpreter(name, plan):
+    z, result = compile_zoo(name, PLANS_AND_DENSE[plan])
+    module = compile_tvm(result.ir)
+    assert_matches_ir(module, result.ir, z.calibration[0])
+    blocks = [n for n in result.ir.nodes
+              if str(n.attrs.get("sparsity", "")).startswith("block") and n.op == "linear"]
+    assert len(module.kernels) == len(blocks)      # every block linear runs the TIR kernel
+
+
+def test_dynamic_dims_stay_dynamic():
+    z, result = compile_zoo("minilm", PLANS["block"])
+    module = compile_tvm(result.ir)
+    for batch, seq in [(1, 5), (3, 23)]:
+        ids = torch.randint(1, 1000, (batch, seq))
+        mask = torch.ones(batch, seq, dtype=torch.int64)
+        mask[0, seq // 2:] = 0
+        assert_matches_ir(module, result.ir, (ids, mask))
+
+
+def test_pack_keeps_the_nonzero_blocks():
+    w = torch.randn(64, 48)
+    w[:16, :16] = 0
+    w[32:48] = 0
+    data, indices, indptr = pack(w, 16, 16)
+    assert data.shape == (len(indices), 16, 16) and indptr[-1] == len(indices) == 12 - 1 - 3
+    dense = np.zeros((64, 48), np.float32)
+    for b in range(4):
+        for p in range(indptr[b], indptr[b + 1]):
+            dense[b * 16:(b + 1) * 16, indices[p] * 16:(indices[p] + 1) * 16] = data[p].T
+    np.testing.assert_array_equal(dense, w.numpy())
+
+
+class Tanh(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x))
+
+
+def test_an_op_without_lowering_is_named():
+    g = capture(Tanh().eval(), (torch.randn(2, 8),), name="tanh-model")
+    with pytest.raises(TvmLoweringError, match=r"op tanh \(node tanh\) has no Relax lowering"):
+        compile_tvm(g)
+
+
+def test_cli_backend_tvm_writes_a_library_that_runs(tmp_path):
+    import tvm
+    from tvm import relax
+    out = tmp_path / "out"
+    assert main(["compile", "tiny-llama", "--tiny", "--target", "cpu", "--backend", "tvm",
+                 "--patterns", "block16x16@0.25,dense", "--budget", "10", "--out", str(out)]) == 0
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(out / "model.so")), tvm.cpu())
+    z = models.get("tiny-llama", tiny=True)
+    result = sparsecc.compile(z.model, z.example_inputs,
+                              sparsecc.CompileConfig(target="cpu", budget=10,
+                                                     patterns=("block16x16@0.25", "dense")),
+                              dynamic_dims=z.dynamic_dims, name="tiny-llama")
+    ids = z.example_inputs[0]
+    got = vm["main"](tvm.runtime.tensor(ids.numpy())).numpy()
+    ref = run(result.ir, (ids,))[0].numpy()
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
