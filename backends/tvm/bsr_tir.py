@@ -8,8 +8,9 @@ over the N/R block rows:
     indices [nnz] int64   the K block of each kept block
     indptr  [N/R + 1]     block row b holds blocks indptr[b] .. indptr[b+1]-1
 
-The schedule is written into the function: block rows run in parallel (one thread each), each
-row of x streams over the row's kept blocks, and the R outputs are a vectorized accumulator.
+The schedule is written into the function: block rows run in parallel (one thread each); rows of
+x go ROW_TILE at a time over the block row's kept blocks, into a ROW_TILE x R register tile, so
+each loaded weight vector (R outputs of one input) feeds ROW_TILE vector FMAs.
 Work is nnz·R·C·M multiply-adds, the density of the dense product. M is symbolic.
 """
 from __future__ import annotations
@@ -36,10 +37,14 @@ def pack(weight: torch.Tensor, rows: int, cols: int) -> tuple[np.ndarray, np.nda
     return data.numpy().astype(np.float32), bc.numpy().astype(np.int64), indptr
 
 
+ROW_TILE = 4        # rows of x per step: each loaded weight vector feeds 4 FMAs
+
+
 def bsr_prim_func(n: int, k: int, rows: int, cols: int, nnz: int, dtype: str = "float32"):
     from tvm.script import tirx as T
 
     nb = n // rows
+    rt = ROW_TILE
 
     @T.prim_func(private=True)
     def bsr_linear(x_h: T.handle, data: T.Buffer((nnz, cols, rows), dtype),
@@ -50,17 +55,34 @@ def bsr_prim_func(n: int, k: int, rows: int, cols: int, nnz: int, dtype: str = "
         x = T.match_buffer(x_h, (m, k), dtype)
         y = T.match_buffer(y_h, (m, n), dtype)
         for b in T.parallel(T.int64(nb)):
-            for i in range(m):
-                acc = T.alloc_buffer((rows,), dtype, scope="local")
+            start = indptr[b]           # let-bound: loaded once, not per FMA
+            end = indptr[b + 1]
+            # whole tiles of rt rows: no bounds checks in the inner loop
+            for i0 in range(m // rt):
+                acc = T.alloc_buffer((rt, rows), dtype, scope="local")
+                for r, j in T.grid(T.int64(rt), T.int64(rows)):
+                    acc[r, j] = T.cast(0, dtype)
+                for p in range(start, end):
+                    col = indices[p] * cols
+                    for kk in T.unroll(T.int64(cols)):
+                        for r in T.unroll(T.int64(rt)):
+                            for j in T.vectorized(T.int64(rows)):
+                                acc[r, j] = acc[r, j] + data[p, kk, j] * x[i0 * rt + r, col + kk]
+                for r in T.unroll(T.int64(rt)):
+                    for j in T.vectorized(T.int64(rows)):
+                        y[i0 * rt + r, b * rows + j] = acc[r, j]
+            # the last m % rt rows, one at a time
+            for i in range(m - m % rt, m):
+                acc1 = T.alloc_buffer((rows,), dtype, scope="local")
                 for j in T.vectorized(T.int64(rows)):
-                    acc[j] = T.cast(0, dtype)
-                for p in range(indptr[b], indptr[b + 1]):
-                    for kk in range(T.int64(cols)):
-                        xv = x[i, indices[p] * cols + kk]
+                    acc1[j] = T.cast(0, dtype)
+                for p in range(start, end):
+                    col1 = indices[p] * cols
+                    for kk in T.unroll(T.int64(cols)):
                         for j in T.vectorized(T.int64(rows)):
-                            acc[j] = acc[j] + data[p, kk, j] * xv
+                            acc1[j] = acc1[j] + data[p, kk, j] * x[i, col1 + kk]
                 for j in T.vectorized(T.int64(rows)):
-                    y[i, b * rows + j] = acc[j]
+                    y[i, b * rows + j] = acc1[j]
 
     return bsr_linear
 

@@ -42,7 +42,19 @@ def quiet_native_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+def host_target(kind: str = "llvm"):
+    """The llvm target for this machine's CPU (plain "llvm" is generic x86-64: no AVX2/FMA)."""
+    import tvm
+    from tvm.target import codegen
+    if kind != "llvm":
+        return tvm.target.Target({"kind": kind})
+    return tvm.target.Target({"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu()})
+
+
 class TvmModule:
+    """`target` "llvm" means this machine's CPU (its library runs on CPUs with the same
+    features)."""
+
     def __init__(self, graph: Graph, target: str = "llvm", bsr: bool = True) -> None:
         try:
             import tvm
@@ -54,7 +66,7 @@ class TvmModule:
         self.mod, self.kernels = build_relax(graph, bsr=bsr)
         self.target = target
         with quiet_native_stderr():
-            self.executable = relax.build(self.mod, target=target)
+            self.executable = relax.build(self.mod, target=host_target(target))
         self._tvm = tvm
         self._vm = relax.VirtualMachine(self.executable, tvm.cpu())
 
