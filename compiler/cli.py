@@ -111,11 +111,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     out = os.path.abspath(a.out)
     if os.path.exists(out) and not a.force:
         raise SparseccError(f"output directory {a.out} exists; pass --force to replace it")
-    kw = {}
-    if a.patterns:
-        kw["patterns"] = tuple(p for p in a.patterns.split(",") if p.strip())
-        if not kw["patterns"]:
-            raise ConfigError("--patterns is empty")
+    kw = _patterns_kw(a.patterns)
     config = CompileConfig(target=a.target, backend=a.backend, budget=a.budget,
                            speedup=a.speedup, batch=a.batch,
                            seq=a.seq if a.seq or not a.batch else 1,

@@ -80,11 +80,19 @@ def check_bsr(weight: torch.Tensor, rows: int, cols: int) -> str | None:
 def pack_bsr(weight: torch.Tensor, rows: int, cols: int, pad_to: int = 1) -> BsrWeight:
     """Keep the blocks of `weight` that hold any nonzero; `pad_to` > 1 pads every block row
     with zero blocks (at K block 0) to a multiple of it, for a kernel that takes blocks in
-    groups."""
+    groups. Checked for this kernel (`check_bsr`); `pack_blocks` packs any whole blocks."""
     reason = check_bsr(weight, rows, cols)
     if reason:
         raise KernelUnavailable(reason)
+    return pack_blocks(weight, rows, cols, pad_to)
+
+
+def pack_blocks(weight: torch.Tensor, rows: int, cols: int, pad_to: int = 1) -> BsrWeight:
+    """The BSR layout of `weight` [N, K] (N, K multiples of rows, cols), no kernel checks:
+    shared by the Triton kernel here and the TVM backend's TIR kernel."""
     n, k = weight.shape
+    if n % rows or k % cols:
+        raise ValueError(f"weight {n}x{k} is not a whole number of {rows}x{cols} blocks")
     grid = weight.reshape(n // rows, rows, k // cols, cols).permute(0, 2, 1, 3)   # [R, C, r, c]
     keep = (grid != 0).any(-1).any(-1)                                            # [R, C]
     block_rows, block_cols = keep.nonzero(as_tuple=True)

@@ -170,6 +170,5 @@ class Semi24Linear:
 
 def default_semi24(weight: torch.Tensor):
     """torch's own path (the baseline): `to_sparse_semi_structured` used through F.linear."""
-    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
-    SparseSemiStructuredTensor._FORCE_CUTLASS = False
+    from torch.sparse import to_sparse_semi_structured
     return to_sparse_semi_structured(weight)

@@ -18,22 +18,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sparsecc.backends.torch.bsr import pack_blocks
 from sparsecc.patterns import Block
 
 
 
 def pack(weight: torch.Tensor, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(data [nnz, cols, rows], indices [nnz], indptr [N/rows + 1]) of the nonzero blocks."""
-    n, k = weight.shape
-    if n % rows or k % cols:
-        raise ValueError(f"weight {n}x{k} is not a whole number of {rows}x{cols} blocks")
-    grid = weight.detach().float().reshape(n // rows, rows, k // cols, cols).permute(0, 2, 1, 3)
-    keep = (grid != 0).any(-1).any(-1)
-    br, bc = keep.nonzero(as_tuple=True)
-    data = grid[br, bc].transpose(1, 2).contiguous()
-    indptr = np.zeros(n // rows + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum(keep.sum(1).numpy())
-    return data.numpy().astype(np.float32), bc.numpy().astype(np.int64), indptr
+    """(data [nnz, cols, rows] fp32, indices [nnz] int64, indptr [N/rows + 1] int64) of the
+    nonzero blocks: the GPU runtime's BSR layout (`pack_blocks`), as numpy arrays."""
+    w = pack_blocks(weight.detach().float(), rows, cols)
+    return (w.blocks.cpu().numpy(), w.col_idx.cpu().numpy().astype(np.int64),
+            w.row_ptr.cpu().numpy().astype(np.int64))
 
 
 ROW_TILE = 4        # rows of x per step: each loaded weight vector feeds 4 FMAs

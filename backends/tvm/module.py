@@ -70,6 +70,11 @@ class TvmModule:
         self._tvm = tvm
         self._vm = relax.VirtualMachine(self.executable, tvm.cpu())
 
+    @property
+    def main(self):
+        """The compiled "main" function: takes and returns tvm.runtime.Tensor (no copies)."""
+        return self._vm["main"]
+
     def __call__(self, *args: Any) -> Any:
         tvm = self._tvm
         if len(args) != len(self.graph.inputs):
@@ -77,7 +82,7 @@ class TvmModule:
                             f"got {len(args)}")
         ins = [tvm.runtime.tensor(np.ascontiguousarray(a.detach().cpu().numpy()))
                for a in args]
-        out = self._vm["main"](*ins)
+        out = self.main(*ins)
         if isinstance(out, tvm.runtime.Tensor):
             return torch.from_numpy(out.numpy())
         return tuple(torch.from_numpy(o.numpy()) for o in out)

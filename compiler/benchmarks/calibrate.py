@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 
@@ -22,6 +21,7 @@ import torch
 
 from sparsecc.targets import Target
 
+from . import write_text
 from .gpu import environment
 from .gpu_layers import time_linear
 
@@ -64,19 +64,9 @@ def calibrate(target: Target, points: Iterable[tuple[str, str, int, int, int]],
 
 
 def write_table(path: str, rows: list[dict], env: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"environment": env}) + "\n")
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """The table as JSON lines (environment first), written atomically."""
+    lines = [json.dumps({"environment": env})] + [json.dumps(r) for r in rows]
+    write_text("\n".join(lines) + "\n", path)
 
 
 def run(target: Target, out: str, quick: bool = False, log: Callable[[str], None] = print) -> int:

@@ -132,6 +132,16 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
 def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> list[dict[str, Any]]:
     """Per linear layer: predicted and measured µs, dense and chosen, and every candidate."""
     kernels = {k.layer: k for k in runtime.kernels}
+    times: dict[tuple, Any] = {}
+
+    def timed(n: int, k: int, pattern: str):
+        """time_linear, once per (N, K, pattern): layers share shapes, and a layer's dense and
+        chosen shapes often equal a candidate's."""
+        key = (n, k, str(parse_pattern(pattern)))
+        if key not in times:
+            times[key] = time_linear(n, k, rows, parse_pattern(pattern), dtype, reps=reps)
+        return times[key]
+
     out = []
     for layer in result.report["layers"]:
         name = layer["name"]
@@ -141,12 +151,12 @@ def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> lis
         n0, k0 = layer["shape"][:2]
         n_final, k_final = k.shape[:2]
         preds = {c["pattern"]: c for c in layer.get("candidates", ())}
-        dense = time_linear(n0, k0, rows, "dense", dtype, reps=reps)
+        dense = timed(n0, k0, "dense")
         chosen_pattern = layer["chosen"]
         cands = []
         for pat, c in preds.items():
             try:
-                t = time_linear(n0, k_final, rows, parse_pattern(pat), dtype, reps=reps)
+                t = timed(n0, k_final, pat)
                 measured, kernel, note = t.us, t.kernel, t.note
             except (RuntimeError, ConfigError) as e:
                 measured, kernel, note = None, None, str(e)
@@ -155,12 +165,10 @@ def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> lis
                           "kernel": kernel, "note": note or c.get("reason")})
         chosen = next((c for c in cands if c["pattern"] == chosen_pattern), None)
         if chosen is None:    # e.g. dense by plan file with no candidates listed
-            t = time_linear(n0, k_final, rows, parse_pattern(chosen_pattern), dtype, reps=reps)
+            t = timed(n0, k_final, chosen_pattern)
             chosen = {"pattern": chosen_pattern, "measured_us": t.us, "kernel": t.kernel}
         # the chosen layer as compiled (its final shape: inputs removed upstream count too)
-        final = time_linear(n_final, k_final, rows,
-                            parse_pattern(k.pattern) if k.kernel != "aten" else "dense",
-                            dtype, reps=reps)
+        final = timed(n_final, k_final, k.pattern if k.kernel != "aten" else "dense")
         out.append({
             "name": name, "shape": [n0, k0], "final_shape": [n_final, k_final],
             "chosen": chosen_pattern, "kernel": k.kernel, "kernel_note": k.reason,

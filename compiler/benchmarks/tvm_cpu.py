@@ -31,10 +31,6 @@ CASES = [((1536, 384), m, d) for m in (128, 512) for d in (0.1, 0.25)] + \
 BLOCK = 16
 
 
-def _vm_fn(module):
-    return module._vm["main"], module._tvm
-
-
 def one_case(n: int, k: int, m: int, density: float, reps: int, seed: int = 0) -> dict:
     from sparsecc.backends.tvm import compile_tvm
     g = torch.Generator().manual_seed(seed)
@@ -55,8 +51,8 @@ def one_case(n: int, k: int, m: int, density: float, reps: int, seed: int = 0) -
     assert len(bsr.kernels) == 1, bsr.kernels
     xs = [torch.randn(m, k, generator=g) for _ in range(4)]
     ref = F.linear(xs[0].double(), w.double())
-    bsr_fn, tvm = _vm_fn(bsr)
-    tdense_fn, _ = _vm_fn(tvm_dense)
+    import tvm
+    bsr_fn, tdense_fn = bsr.main, tvm_dense.main
     txs = [tvm.runtime.tensor(x.numpy()) for x in xs]
     wn, wt = w.numpy(), w
     nxs = [x.numpy() for x in xs]
