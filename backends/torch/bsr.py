@@ -199,13 +199,21 @@ class BsrLinear:
         self.dtype = weight.dtype
         self.bias = None if bias is None else bias.to(weight.dtype).contiguous()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """y = x Wᵀ + b for x [..., K]; `out` (a [M, N] tensor of the weight's dtype, any
+        strides) receives it instead of a new tensor."""
         lead = x.shape[:-1]
         x2d = x.reshape(-1, self.in_features)
         if x2d.dtype != self.dtype:
             x2d = x2d.to(self.dtype)
         m = x2d.shape[0]
-        y = torch.empty(m, self.out_features, device=x2d.device, dtype=self.dtype)
+        if out is None:
+            y = torch.empty(m, self.out_features, device=x2d.device, dtype=self.dtype)
+        elif out.shape != (m, self.out_features) or out.dtype != self.dtype:
+            raise ValueError(f"out is {tuple(out.shape)} {out.dtype}; expected "
+                             f"{(m, self.out_features)} {self.dtype}")
+        else:
+            y = out
         triton, kernel = _kernel()
         w = self.packed
         n, k = w.shape
@@ -219,7 +227,7 @@ class BsrLinear:
                      x2d.stride(0), x2d.stride(1), y.stride(0), y.stride(1),
                      HAS_BIAS=self.bias is not None, BS_N=w.rows, BS_K=w.cols,
                      UNROLL=self.unroll)
-        return y.view(*lead, self.out_features)
+        return y if out is not None else y.view(*lead, self.out_features)
 
 
 def torch_bsr_dense_mm(weight: torch.Tensor, rows: int, cols: int):

