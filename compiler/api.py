@@ -100,8 +100,10 @@ class CompileResult:
                       all_tensors_to_one_file=True, location="model.onnx.data")
 
 
-def default_passes(forced: Mapping[str, str] | None = None) -> list:
-    """clean up -> plan -> group channels -> errors -> remove channels -> N:M/block masks."""
+def default_passes(forced: Mapping[str, str] | None = None,
+                   config: CompileConfig | None = None) -> list:
+    """clean up -> plan -> importance -> group channels -> errors -> select -> remove channels
+    -> N:M/block masks -> reconstruct the sparse layers' kept weights."""
     from sparsecc.passes.apply_masks import ApplyMasks
     from sparsecc.passes.eliminate_noops import EliminateNoops
     from sparsecc.passes.estimate_error import EstimateError
@@ -110,9 +112,13 @@ def default_passes(forced: Mapping[str, str] | None = None) -> list:
     from sparsecc.passes.shrink_channels import ShrinkChannels
     from sparsecc.passes.predict_latency import PredictLatency
     from sparsecc.passes.select_patterns import SelectPatterns
-    return [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items())),
-            GroupChannels(), EstimateError(), PredictLatency(), SelectPatterns(),
-            ShrinkChannels(), ApplyMasks()]
+    from sparsecc.passes.reconstruct import Reconstruct
+    from sparsecc.passes.score_importance import ScoreImportance
+    config = config or CompileConfig()
+    passes = [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items())),
+              ScoreImportance(config.importance), GroupChannels(), EstimateError(),
+              PredictLatency(), SelectPatterns(), ShrinkChannels(), ApplyMasks()]
+    return passes + ([Reconstruct()] if config.reconstruct else [])
 
 
 def lower(graph: Graph, config: CompileConfig) -> Any:
@@ -210,7 +216,7 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     graph.analyses["workload"] = _workload(config, workload)
     graph.analyses["example_dims"] = _example_dims(graph, example_inputs)
     before = graph
-    pipeline = Pipeline(default_passes(forced), verify_each=config.verify_each_pass,
+    pipeline = Pipeline(default_passes(forced, config), verify_each=config.verify_each_pass,
                         dump_dir=dump_ir)
     graph = pipeline.run(graph, PassContext(config=config, target=target,
                                             calibration=tuple(calibration)))

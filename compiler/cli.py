@@ -9,6 +9,10 @@
                                  per layer, predicted next to measured
     sparsecc calibrate --target h100 --out FILE
                                  measure the calibrated cost model's table on this GPU
+    sparsecc eval MODEL [--plan FILE | --budget E | --speedup S] [--out JSON]
+                                 accuracy of the dense and the compiled model on the model's
+                                 evaluation task (minilm, mnist-cnn), next to the predicted
+                                 speedup
 
 MODEL is a zoo name (`sparsecc models` lists them) or `path/file.py:factory`. Bad input
 prints one line `sparsecc: error: ...` and exits with code 2 (`--debug` shows the traceback).
@@ -98,6 +102,21 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", required=True, help="the table to write (JSON lines)")
     cal.add_argument("--quick", action="store_true", help="a few points (smoke test)")
     cal.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    e = sub.add_parser("eval", help="accuracy of dense vs compiled on the model's task")
+    e.add_argument("model", help="minilm or mnist-cnn (the models with an evaluation task)")
+    e.add_argument("--target", default="h100", help="the target to compile for (h100)")
+    e.add_argument("--plan", help="a plan file to apply instead of selecting")
+    e.add_argument("--budget", type=float, default=0.02, help="error budget when selecting")
+    e.add_argument("--speedup", type=float, help="reach this predicted speedup instead")
+    e.add_argument("--patterns", help="candidate patterns, e.g. '2:4,channel0.5,dense'")
+    e.add_argument("--importance", default="wanda", help="magnitude, wanda (default) or taylor")
+    e.add_argument("--no-reconstruct", action="store_true",
+                   help="keep the masked weights as they are (no least-squares refit)")
+    e.add_argument("--out", help="write the results JSON here")
+    e.add_argument("--report-dir", help="write the compile output (report.html with the "
+                                        "measured accuracy) here")
+    e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     m = sub.add_parser("models", help="list the zoo models")
     m.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -214,6 +233,32 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from .config import CompileConfig
+    from .models.evaluate import compile_task, task
+    config = CompileConfig(target=a.target, budget=a.budget, speedup=a.speedup,
+                           importance=a.importance, reconstruct=not a.no_reconstruct,
+                           **_patterns_kw(a.patterns))
+    t = task(a.model)
+    dense = t.score_model(t.model)
+    result = compile_task(t, config, plan_file=a.plan)
+    compiled = t.score_graph(result.ir)
+    speed = result.report.get("predicted_speedup")
+    accuracy = {"metric": t.metric, "dense": dense, "compiled": compiled}
+    result.report["accuracy"] = accuracy
+    print(f"{t.name}: {t.metric}: dense {dense:.4f}, compiled {compiled:.4f} "
+          f"({compiled - dense:+.4f}); predicted {config.target} speedup "
+          f"{'unknown' if speed is None else f'{speed:.2f}x'}")
+    if a.report_dir:
+        result.save(a.report_dir, force=True)
+    if a.out:
+        from .benchmarks import write_json
+        write_json({"model": t.name, "config": config.to_dict(), "plan_file": a.plan,
+                    "accuracy": accuracy, "predicted_speedup": speed,
+                    "layers": {d.layer.name: d.chosen for d in result.plan.decisions}}, a.out)
+    return 0
+
+
 def _cmd_calibrate(a: argparse.Namespace) -> int:
     from .benchmarks import calibrate, gpu
     from .targets import get_target
@@ -231,7 +276,8 @@ def _cmd_models(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"compile": _cmd_compile, "ir": _cmd_ir, "report": _cmd_report,
-            "bench": _cmd_bench, "calibrate": _cmd_calibrate, "models": _cmd_models}
+            "bench": _cmd_bench, "calibrate": _cmd_calibrate, "eval": _cmd_eval,
+            "models": _cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,9 @@ BACKENDS = ("onnx", "torch", "tvm")
 MODES = ("prefill", "decode", "vision")
 
 
+IMPORTANCE = ("magnitude", "wanda", "taylor")
+
+
 @dataclasses.dataclass(frozen=True)
 class CompileConfig:
     target: str = "h100"
@@ -33,6 +36,8 @@ class CompileConfig:
     dtype: str = "f16"
     sparse_initializers: bool = False   # ONNX: store masked weights as sparse initializers
     verify_each_pass: bool = False
+    importance: str = "wanda"         # magnitude | wanda | taylor (wanda/taylor need calibration)
+    reconstruct: bool = True          # refit sparse layers' kept weights to calibration inputs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", get_target(self.target).name)
@@ -53,6 +58,11 @@ class CompileConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {v!r}")
         if self.mode is not None and self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.importance not in IMPORTANCE:
+            raise ConfigError(f"unknown importance {self.importance!r}; known: "
+                              f"{', '.join(IMPORTANCE)}")
+        if not isinstance(self.reconstruct, bool):
+            raise ConfigError(f"reconstruct must be true or false, got {self.reconstruct!r}")
         if self.dtype not in ("f16", "bf16", "f32"):
             raise ConfigError(f"dtype must be f16, bf16 or f32, got {self.dtype!r}")
         items = self.overrides.items() if isinstance(self.overrides, Mapping) else self.overrides

@@ -107,6 +107,9 @@ def format_table(report: Mapping[str, Any], width: int = 60) -> str:
     """The per-layer table for the terminal, with predicted µs and error when the report has them."""
     head = (f"model {report['model']} on {report['target']}  workload {_workload(report)}  "
             f"predicted speedup {_speedup(report)}")
+    acc = report.get("accuracy")
+    if acc:
+        head += f"  accuracy {acc['compiled']:.4f} (dense {acc['dense']:.4f})"
     numbers = any(c.get("predicted_us") is not None or c.get("error") is not None
                   for layer in report["layers"] for c in layer.get("candidates", ()))
     cols = ["layer", "op", "shape", "chosen"] + (["dense µs", "chosen µs", "error"] if numbers
@@ -203,6 +206,10 @@ def _header(report: Mapping[str, Any]) -> str:
     cards = [_card("target", str(report["target"])),
              _card("workload", _workload(report, " ") or DASH),
              _card("predicted speedup", _speedup(report))]
+    acc = report.get("accuracy")
+    if acc:      # measured by `sparsecc eval`, next to the predicted speedup
+        cards.append(_card("measured accuracy", f"{acc['compiled']:.4f}",
+                           f"dense {acc['dense']:.4f}; {acc['metric']}"))
     if t.get("dense_us") is not None or t.get("predicted_us") is not None:
         cards.append(_card("predicted latency", f"{_fmt_us(t.get('predicted_us'))} µs",
                            f"dense {_fmt_us(t.get('dense_us'))} µs"))

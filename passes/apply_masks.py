@@ -61,6 +61,7 @@ def _dense(decision: Decision, reason: str) -> Decision:
 class ApplyMasks(Pass):
     name: ClassVar[str] = "apply-masks"
     requires: ClassVar[tuple[str, ...]] = ("plan",)
+    provides: ClassVar[tuple[str, ...]] = ("dense_weights",)
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         plan: Plan = graph.analyses["plan"]
@@ -69,6 +70,7 @@ class ApplyMasks(Pass):
         skipped: dict[str, str] = {}
         applied: dict[str, str] = {}
         to_mask: dict[str, list[tuple[Decision, NM | Block]]] = {}
+        dense_weights: dict[str, torch.Tensor] = {}   # weight name -> before masking
 
         for d in plan.decisions:
             try:
@@ -99,6 +101,7 @@ class ApplyMasks(Pass):
             d, part = users[0]
             w = layer_weight(g, d.layer)
             mask = part.mask(w, _scores_for(importance, d.layer.name, w))
+            dense_weights[weight_name] = g.params[weight_name]
             g.params[weight_name] = to_param_layout(d.layer, apply_mask(w, mask))
             for d, p in users:
                 sparsity[d.layer.node] = str(p)
@@ -109,5 +112,6 @@ class ApplyMasks(Pass):
         g.analyses["plan"] = Plan(tuple(_dense(d, skipped[d.layer.name])
                                         if d.layer.name in skipped else d
                                         for d in plan.decisions))
+        g.analyses["dense_weights"] = dense_weights
         report: dict[str, Any] = {"applied": applied, "skipped": skipped}
         return PassResult(g, bool(applied), report)

@@ -112,9 +112,31 @@ def _needs_error(d: Decision) -> bool:
     return False
 
 
+RECON_ROWS = 128        # rows refit to estimate a candidate's error after reconstruction
+RECON_FLOPS = 2e10      # past this, the estimate stays the masked error
+
+
+def reconstructed_error(w: torch.Tensor, masked: torch.Tensor, gram: torch.Tensor
+                        ) -> float | None:
+    """The relative output error after `passes/reconstruct.py` refits `masked` (estimated on
+    RECON_ROWS evenly spaced rows), or None where that costs more than RECON_FLOPS."""
+    from .reconstruct import reconstruct_weight
+    if w.shape[0] > RECON_ROWS:
+        rows = torch.linspace(0, w.shape[0] - 1, RECON_ROWS).round().long()
+        w, masked = w[rows], masked[rows]
+    mask = masked != 0
+    kept = int(mask.sum(1).max()) if mask.numel() else 0
+    if torch.unique(mask, dim=0).shape[0] * kept ** 3 / 3 > RECON_FLOPS:
+        return None
+    fit, _ = reconstruct_weight(w, mask, gram, "exact")
+    num, den = output_error_terms(w, fit, gram)
+    return num / den if den > 0 else 0.0
+
+
 def candidate_errors(graph: Graph, decision: Decision, stats: LayerStats | None,
-                     scores: torch.Tensor | None) -> Decision:
-    """`decision` with the error of each N:M / block / composite / dense candidate filled in."""
+                     scores: torch.Tensor | None, reconstruct: bool = False) -> Decision:
+    """`decision` with the error of each N:M / block / composite / dense candidate filled in;
+    with `reconstruct`, a linear layer's N:M / block errors are those after reconstruction."""
     layer = decision.layer
     w = layer_weight(graph, layer)
     if scores is not None and tuple(scores.shape) != tuple(w.shape):
@@ -138,9 +160,16 @@ def candidate_errors(graph: Graph, decision: Decision, stats: LayerStats | None,
             if why:
                 out.append(dataclasses.replace(c, reason=c.reason or why))
             else:
-                num, den = output_error_terms(w, apply_mask(w, p.mask(w, scores)), gram,
-                                              inputs)
-                err = num / den if den > 0 else 0.0
+                masked = apply_mask(w, p.mask(w, scores))
+                err = None
+                if reconstruct and layer.op == "linear" and not isinstance(p, Composite):
+                    full = gram if gram is not None and gram.dim() == 2 else (
+                        inputs.double().T @ inputs.double() if inputs is not None else None)
+                    if full is not None:
+                        err = reconstructed_error(w, masked, full)
+                if err is None:
+                    num, den = output_error_terms(w, masked, gram, inputs)
+                    err = num / den if den > 0 else 0.0
                 out.append(dataclasses.replace(c, error=err))
         else:
             out.append(c)
@@ -249,11 +278,12 @@ class EstimateError(Pass):
                                             if d.layer.name in needed
                                             and d.layer.name not in by_name]
         updated: dict[str, Decision] = {}
+        reconstruct = bool(ctx.calibration and getattr(ctx.config, "reconstruct", False))
         stream = _with_stats(graph, ctx.calibration, layers, self.max_bytes)
         for layer, stats in progress(stream, total=len(layers), label="estimate-error"):
             if layer.name in by_name:
                 updated[layer.name] = candidate_errors(graph, by_name[layer.name], stats,
-                                                       importance.get(layer.name))
+                                                       importance.get(layer.name), reconstruct)
             if layer.name in needed:
                 channels.add(layer, stats)
         g = graph.copy()
@@ -261,4 +291,5 @@ class EstimateError(Pass):
                                         for d in plan.decisions))
         source = ("calibration Gram matrices" if ctx.calibration
                   else "weights only (assumes isotropic inputs)")
-        return PassResult(g, False, {"layers": len(updated), "source": source})
+        return PassResult(g, False, {"layers": len(updated), "source": source,
+                                     "after_reconstruction": reconstruct})

@@ -178,6 +178,9 @@ class ShrinkChannels(Pass):
                                f"{grp.size} input channels removed"
         g = shrink_graph(graph, groups, removals) if removals else graph.copy()
         g.analyses["removed_channels"] = {groups[gi].root: r for gi, r in removals.items()}
+        if removals:   # for reconstruction: the graph before, and what each value kept
+            g.analyses["unshrunk"] = graph
+            g.analyses["kept_positions"] = _kept_positions(groups, removals)
         g.analyses["plan"] = Plan(tuple(_update(d, reasons, applied, inputs)
                                         for d in plan.decisions))
         return PassResult(g, bool(removals), {"groups_shrunk": len(removals),

@@ -79,8 +79,9 @@ def test_compile_writes_all_outputs(models_file, tmp_path, capsys):
         assert layer["chosen"] == "dense" and layer["reason"].startswith("dense: ")
         assert {"pattern", "predicted_us", "error"} <= set(layer["candidates"][0])
     assert [p["name"] for p in report["passes"]] == [
-        "eliminate-noops", "plan-layers", "group-channels", "estimate-error", "predict-latency",
-        "select-patterns", "shrink-channels", "apply-masks"]
+        "eliminate-noops", "plan-layers", "score-importance", "group-channels",
+        "estimate-error", "predict-latency", "select-patterns", "shrink-channels",
+        "apply-masks", "reconstruct"]
     assert "compiled user_models.py:mlp for h100" in stdout
     assert leftovers(tmp_path) == []
 
