@@ -8,9 +8,14 @@ over the N/R block rows:
     indices [nnz] int64   the K block of each kept block
     indptr  [N/R + 1]     block row b holds blocks indptr[b] .. indptr[b+1]-1
 
-The schedule is written into the function: block rows run in parallel (one thread each); rows of
-x go ROW_TILE at a time over the block row's kept blocks into a ROW_TILE x R accumulator tile,
-each block's C products summed in one expression per accumulator update (see `bsr_source`).
+The schedule is written into the function. Rows of x go `row_tile(R)` at a time (6 for R = 16),
+the row tiles in parallel; when M is not a multiple of the tile the last tile overlaps the one
+before it (those rows are computed twice, to the same values), and an M below one tile runs row
+by row. A row tile is first copied into a packed buffer [K/C, tile, C] (one sequential pass over
+its rows of x; the tile's inputs of one K block are then contiguous, and stay in L1 whatever the
+stride of x), then every block row b sweeps its kept blocks into a tile x R accumulator held in
+registers: per input kk, the R weights of data[p, kk] (2 AVX2 vectors for R = 16) times each
+row's input, broadcast, one FMA per accumulator vector (12 independent FMA chains).
 Work is nnz·R·C·M multiply-adds, the density of the dense product. M is symbolic.
 """
 from __future__ import annotations
@@ -31,23 +36,24 @@ def pack(weight: torch.Tensor, rows: int, cols: int) -> tuple[np.ndarray, np.nda
             w.row_ptr.cpu().numpy().astype(np.int64))
 
 
-ROW_TILE = 4        # rows of x per step: each loaded weight vector feeds 4 FMAs
+ACC_VECTORS = 12    # accumulator registers of a row tile: 12 of AVX2's 16 (the rest hold the
+                    # weight vectors and the broadcast input)
+LANES = 8           # fp32 lanes of an AVX2 register
+
+
+def row_tile(rows: int) -> int:
+    """Rows of x per register tile: as many as fill ACC_VECTORS with their `rows` outputs
+    (6 for 16-row blocks: 6 x 2 accumulators)."""
+    return max(1, ACC_VECTORS // -(-rows // LANES))
 
 
 def bsr_source(n: int, k: int, rows: int, cols: int, nnz: int, dtype: str = "float32") -> str:
-    """The kernel as TVMScript text. The `cols` products of one block are written out as one
-    sum per accumulator update, so the accumulator (which TVM 0.27 places in a workspace buffer
-    inside a parallel loop, out of LLVM's registers) is stored once per block, not per input."""
-    nb, rt = n // rows, ROW_TILE
+    """The kernel as TVMScript text (the schedule is in the module docstring). The accumulator
+    tile and the packed rows of x are global-scope buffers: TVM 0.27 puts small ones on the
+    stack (LLVM keeps the accumulators in registers), where a "local" one would be a
+    TVMBackendAllocWorkspace buffer that every update loads and stores."""
+    nb, kb, rt = n // rows, k // cols, row_tile(rows)
     zero = f"T.{dtype}(0)"
-
-    def terms(row: str) -> str:
-        return " + ".join(f"data[p, {kk}, j] * x[{row}, col + {kk}]" for kk in range(cols))
-
-    tile = "\n".join(
-        f"                for j in T.vectorized(T.int64({rows})):\n"
-        f"                    acc[{r}, j] = acc[{r}, j] + ({terms(f'i0 * {rt} + {r}')})"
-        for r in range(rt))
     return f"""
 @T.prim_func(private=True)
 def bsr_linear(x_h: T.handle, data: T.Buffer(({nnz}, {cols}, {rows}), "{dtype}"),
@@ -57,28 +63,41 @@ def bsr_linear(x_h: T.handle, data: T.Buffer(({nnz}, {cols}, {rows}), "{dtype}")
     m = T.int64()
     x = T.match_buffer(x_h, (m, {k}), "{dtype}")
     y = T.match_buffer(y_h, (m, {n}), "{dtype}")
-    for b in T.parallel(T.int64({nb})):
-        for i0 in range(m // {rt}):
-            acc = T.alloc_buffer(({rt}, {rows}), "{dtype}", scope="local")
-            for r in T.unroll(T.int64({rt})):
+    if m >= {rt}:
+        for t in T.parallel((m + {rt - 1}) // {rt}):
+            acc = T.alloc_buffer(({rt}, {rows}), "{dtype}")
+            xp = T.alloc_buffer(({kb}, {rt}, {cols}), "{dtype}")
+            i0: T.let[T.int64] = T.min(t * {rt}, m - {rt})
+            for c in range(T.int64({kb})):
+                for r in T.unroll(T.int64({rt})):
+                    for kk in T.vectorized(T.int64({cols})):
+                        xp[c, r, kk] = x[i0 + r, c * {cols} + kk]
+            for b in range(T.int64({nb})):
+                for r in T.unroll(T.int64({rt})):
+                    for j in T.vectorized(T.int64({rows})):
+                        acc[r, j] = {zero}
+                for p in range(indptr[b], indptr[b + 1]):
+                    c: T.let[T.int64] = indices[p]
+                    for kk in T.unroll(T.int64({cols})):
+                        for r in T.unroll(T.int64({rt})):
+                            for j in T.vectorized(T.int64({rows})):
+                                acc[r, j] = acc[r, j] + data[p, kk, j] * xp[c, r, kk]
+                for r in T.unroll(T.int64({rt})):
+                    for j in T.vectorized(T.int64({rows})):
+                        y[i0 + r, b * {rows} + j] = acc[r, j]
+    else:
+        for i in T.parallel(m):
+            acc1 = T.alloc_buffer(({rows},), "{dtype}")
+            for b in range(T.int64({nb})):
                 for j in T.vectorized(T.int64({rows})):
-                    acc[r, j] = {zero}
-            for p in range(indptr[b], indptr[b + 1]):
-                col = indices[p] * {cols}
-{tile}
-            for r in T.unroll(T.int64({rt})):
+                    acc1[j] = {zero}
+                for p in range(indptr[b], indptr[b + 1]):
+                    col: T.let[T.int64] = indices[p] * {cols}
+                    for kk in T.unroll(T.int64({cols})):
+                        for j in T.vectorized(T.int64({rows})):
+                            acc1[j] = acc1[j] + data[p, kk, j] * x[i, col + kk]
                 for j in T.vectorized(T.int64({rows})):
-                    y[i0 * {rt} + r, b * {rows} + j] = acc[r, j]
-        for i in range(m - m % {rt}, m):
-            acc1 = T.alloc_buffer(({rows},), "{dtype}", scope="local")
-            for j in T.vectorized(T.int64({rows})):
-                acc1[j] = {zero}
-            for p in range(indptr[b], indptr[b + 1]):
-                col = indices[p] * {cols}
-                for j in T.vectorized(T.int64({rows})):
-                    acc1[j] = acc1[j] + ({terms("i")})
-            for j in T.vectorized(T.int64({rows})):
-                y[i, b * {rows} + j] = acc1[j]
+                    y[i, b * {rows} + j] = acc1[j]
 """
 
 
