@@ -9,8 +9,9 @@ from .config import CompileConfig
 from .errors import (CaptureError, ConfigError, ModelNotFoundError, SparseccError,
                      UnsupportedOpError, VerifyError)
 from .patterns import NM, Block, Channel, Dense, parse_pattern
+from .ir import run
 
 __all__ = ["NM", "Block", "CaptureError", "Channel", "CompileConfig", "CompileResult",
            "ConfigError", "Dense", "ModelNotFoundError", "SparseccError", "UnsupportedOpError",
-           "VerifyError", "compile", "parse_pattern"]
+           "VerifyError", "compile", "parse_pattern", "run"]
 __version__ = "0.1.0"

@@ -93,7 +93,8 @@ def test_cli_backend_tvm_writes_a_library_that_runs(tmp_path):
     result = sparsecc.compile(z.model, z.example_inputs,
                               sparsecc.CompileConfig(target="cpu", budget=10,
                                                      patterns=("block16x16@0.25", "dense")),
-                              dynamic_dims=z.dynamic_dims, name="tiny-llama")
+                              dynamic_dims=z.dynamic_dims, name="tiny-llama",
+                              calibration=z.calibration)     # as the CLI compiles it
     ids = z.example_inputs[0]
     got = vm["main"](tvm.runtime.tensor(ids.numpy())).numpy()
     ref = run(result.ir, (ids,))[0].numpy()
