@@ -120,13 +120,12 @@ def reconstructed_error(w: torch.Tensor, masked: torch.Tensor, gram: torch.Tenso
                         ) -> float | None:
     """The relative output error after `passes/reconstruct.py` refits `masked` (estimated on
     RECON_ROWS evenly spaced rows), or None where that costs more than RECON_FLOPS."""
-    from .reconstruct import reconstruct_weight
+    from .reconstruct import exact_flops, reconstruct_weight
     if w.shape[0] > RECON_ROWS:
         rows = torch.linspace(0, w.shape[0] - 1, RECON_ROWS).round().long()
         w, masked = w[rows], masked[rows]
     mask = masked != 0
-    kept = int(mask.sum(1).max()) if mask.numel() else 0
-    if torch.unique(mask, dim=0).shape[0] * kept ** 3 / 3 > RECON_FLOPS:
+    if exact_flops(mask) > RECON_FLOPS:
         return None
     fit, _ = reconstruct_weight(w, mask, gram, "exact")
     num, den = output_error_terms(w, fit, gram)
@@ -146,6 +145,9 @@ def candidate_errors(graph: Graph, decision: Decision, stats: LayerStats | None,
         inputs = stats.inputs
         gram = stats.gram if stats.gram is not None else stats.sq_norm
     shape = tuple(int(s) for s in w.shape)
+    # H for the post-reconstruction errors, once per layer (only when they are asked for)
+    full = stats.full_gram() if reconstruct and stats is not None and layer.op == "linear" \
+        else None
     out = []
     for c in decision.candidates:
         try:
@@ -162,11 +164,8 @@ def candidate_errors(graph: Graph, decision: Decision, stats: LayerStats | None,
             else:
                 masked = apply_mask(w, p.mask(w, scores))
                 err = None
-                if reconstruct and layer.op == "linear" and not isinstance(p, Composite):
-                    full = gram if gram is not None and gram.dim() == 2 else (
-                        inputs.double().T @ inputs.double() if inputs is not None else None)
-                    if full is not None:
-                        err = reconstructed_error(w, masked, full)
+                if full is not None and not isinstance(p, Composite):
+                    err = reconstructed_error(w, masked, full)
                 if err is None:
                     num, den = output_error_terms(w, masked, gram, inputs)
                     err = num / den if den > 0 else 0.0

@@ -36,7 +36,7 @@ from sparsecc.plan import Decision, Layer, Plan
 
 from .apply_masks import masked_part
 from .estimate_error import relative_output_error
-from .score_importance import LayerStats, layer_weight, stream_layer_stats, to_param_layout
+from .score_importance import layer_weight, stream_layer_stats, to_param_layout
 
 DAMP = 0.01
 BLOCK = 128                  # OBS lazy-update block (columns)
@@ -116,12 +116,21 @@ def _obs(weight: torch.Tensor, mask: torch.Tensor, h: torch.Tensor) -> torch.Ten
     return torch.where(mask, w, torch.zeros_like(w)).double()
 
 
-def solver_for(mask: torch.Tensor) -> str:
+def _supports(mask: torch.Tensor) -> int:
+    return torch.unique(mask, dim=0).shape[0] if mask.numel() else 0
+
+
+def exact_flops(mask: torch.Tensor, supports: int | None = None) -> float:
+    """The cost of exact per-row least squares: a solve per distinct row support."""
+    if not mask.numel():
+        return 0.0
+    supports = _supports(mask) if supports is None else supports
+    return float(supports) * float(mask.sum(1).max()) ** 3 / 3
+
+
+def solver_for(mask: torch.Tensor, supports: int | None = None) -> str:
     """"exact" when the per-row systems are small enough, else "obs"."""
-    kept = mask.sum(1)
-    uniq = torch.unique(mask, dim=0).shape[0]
-    flops = float(uniq) * float(kept.max()) ** 3 / 3 if kept.numel() else 0.0
-    return "exact" if flops <= EXACT_FLOPS else "obs"
+    return "exact" if exact_flops(mask, supports) <= EXACT_FLOPS else "obs"
 
 
 def reconstruct_weight(weight: torch.Tensor, mask: torch.Tensor, gram: torch.Tensor,
@@ -131,11 +140,12 @@ def reconstruct_weight(weight: torch.Tensor, mask: torch.Tensor, gram: torch.Ten
     mask = mask.bool()
     w = weight.detach().double()
     h = _damped(gram.double())
-    method = solver_for(mask) if method == "auto" else method
+    supports = _supports(mask)
+    method = solver_for(mask, supports) if method == "auto" else method
     if method == "exact":
         counts = mask.sum(1)
         same_size = bool((counts == counts[0]).all())
-        many = torch.unique(mask, dim=0).shape[0] > mask.shape[0] // 2
+        many = supports > mask.shape[0] // 2
         fit = _exact_batched(w, mask, h) if same_size and many and int(counts[0]) > 0 \
             else _exact(w, mask, h)
     elif method == "obs":
@@ -149,17 +159,12 @@ def reconstruct_weight(weight: torch.Tensor, mask: torch.Tensor, gram: torch.Ten
     return out.to(weight.dtype), method
 
 
-def _gram(stats: LayerStats) -> torch.Tensor:
-    if stats.gram is not None:
-        return stats.gram
-    x = stats.inputs.double()
-    return x.T @ x
-
-
 @dataclasses.dataclass(frozen=True)
 class Reconstruct(Pass):
-    """Refit the surviving weights of every N:M / block-sparse linear layer (see the module
-    docstring). Needs calibration batches; without them it changes nothing and says so."""
+    """Refit the surviving weights of every N:M / block-sparse linear layer, and the kept input
+    columns of dense linear layers whose producers lost channels (see the module docstring and
+    `_refit_consumers`). Needs calibration batches; without them it changes nothing and says
+    so."""
     name: ClassVar[str] = "reconstruct"
     requires: ClassVar[tuple[str, ...]] = ("plan", "dense_weights")
     method: str = "auto"
@@ -195,12 +200,11 @@ class Reconstruct(Pass):
             for layer, stats in stream_layer_stats(g, ctx.calibration, group):
                 masked = layer_weight(g, layer)
                 dense = dense_weights.get(layer.weight, masked)
-                h = _gram(stats)
+                h = stats.full_gram()
                 fit, solver = reconstruct_weight(dense, masked != 0, h, self.method)
-                w = masked
                 g.params[layer.weight] = to_param_layout(layer, fit)
                 done[layer.name] = {"solver": solver, "rows": stats.rows,
-                                    "proxy_masked": relative_output_error(dense, w, h),
+                                    "proxy_masked": relative_output_error(dense, masked, h),
                                     "proxy_reconstructed": relative_output_error(dense, fit, h)}
         refit = self._refit_consumers(graph, g, ctx, plan, order)
         done.update(refit)
@@ -208,7 +212,6 @@ class Reconstruct(Pass):
         g.analyses["plan"] = Plan(tuple(_note(d, done.get(d.layer.name), skipped.get(d.layer.name))
                                         for d in plan.decisions))
         return PassResult(g, bool(done), {"layers": done, "skipped": skipped})
-
 
     @staticmethod
     def _refit_consumers(graph: Graph, g: Graph, ctx: PassContext, plan: Plan,
@@ -225,10 +228,11 @@ class Reconstruct(Pass):
         kept_pos = graph.analyses.get("kept_positions") or {}
         if unshrunk is None:
             return {}
+        nodes = {n.outputs[0]: n for n in g.nodes if n.outputs}
         todo = []
         for d in plan.decisions:
             layer = d.layer
-            node = next((n for n in g.nodes if n.outputs and n.outputs[0] == layer.node), None)
+            node = nodes.get(layer.node)
             if (layer.op != "linear" or node is None or node.attrs.get("sparsity")
                     or (layer.weight, 1) not in kept_pos or (layer.weight, 0) in kept_pos):
                 continue

@@ -93,6 +93,15 @@ class LayerStats:
     # tr(dW H dW^T). Then `gram` is None; errors read `inputs`.
     inputs: torch.Tensor | None = None
 
+    def full_gram(self) -> torch.Tensor | None:
+        """H = XᵀX (float64 [in, in]) of a linear layer, from the Gram or the kept rows."""
+        if self.gram is not None:
+            return self.gram
+        if self.inputs is not None:
+            x = self.inputs.double()
+            return x.T @ x
+        return None
+
 
 def _stats_bytes(layer: Layer, with_gram: bool, rows: int | None = None) -> int:
     n = layer.in_features

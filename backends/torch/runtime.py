@@ -170,7 +170,8 @@ class CudaRuntime(torch.nn.Module):
         return [dataclasses.asdict(k) for k in self.kernels]
 
     @torch.no_grad()
-    def forward(self, *args: Any) -> Any:
+    def environment(self, *args: Any) -> dict[str, Any]:
+        """Run the graph on `args`; every value it computed, by name."""
         g = self.graph
         if len(args) != len(g.inputs):
             raise TypeError(f"expected {len(g.inputs)} inputs {g.inputs}, got {len(args)}")
@@ -179,7 +180,11 @@ class CudaRuntime(torch.nn.Module):
             env[name] = self._place(a) if isinstance(a, torch.Tensor) else a
         for step in self._steps:
             step(env)
-        outs = [env[o] for o in g.outputs]
+        return env
+
+    def forward(self, *args: Any) -> Any:
+        env = self.environment(*args)
+        outs = [env[o] for o in self.graph.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 

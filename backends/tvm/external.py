@@ -65,7 +65,6 @@ class ExternalKernels:
                                    sparse_kernels=sparse_kernels, allow_col_major=False)
         self.graph = graph
         self.prefix = f"sparsecc.external{next(_ids)}"
-        self.names: dict[str, str] = {}         # node output -> registered function name
         self._funcs: list[Any] = []             # keep the closures alive
 
     def handles(self, node: Node) -> bool:
@@ -89,15 +88,13 @@ class ExternalKernels:
         fn = self._linear(node) if node.op == "linear" else self._aten(node, acts)
         tvm_ffi.register_global_func(name, fn, override=True)
         self._funcs.append(fn)
-        self.names[node.outputs[0]] = name
         return name, acts
 
     def _linear(self, node: Node):
         from sparsecc.backends.torch.bsr import BsrLinear
         from sparsecc.backends.torch.semi24 import Semi24Linear
         rt = self.runtime
-        layer = layer_of(self.graph, node)
-        kernel = rt.layer_kernels.get(layer.name) if layer is not None else None
+        kernel = self._kernel(node)
         weight = rt.params[node.inputs[1]]
         bias = rt.params.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
 
@@ -119,6 +116,11 @@ class ExternalKernels:
                 torch.mm(_to_torch(x), wt, out=_to_torch(y))
         return fn
 
+    def _kernel(self, node: Node) -> Any:
+        """The runtime's sparse kernel object for a linear node, or None (ATen)."""
+        layer = layer_of(self.graph, node) if node.op == "linear" else None
+        return self.runtime.layer_kernels.get(layer.name) if layer is not None else None
+
     def _aten(self, node: Node, acts: list[str]):
         step = self.runtime._op_step(node)
         params = {i: self.runtime.params[i] for i in node.inputs
@@ -138,15 +140,9 @@ class ExternalKernels:
         (cuSPARSELt's algorithm and layout, Triton's autotune) do so here, not inside a TVM
         call (tuning captures CUDA graphs)."""
         from sparsecc.backends.torch.semi24 import Semi24Linear
-        rt = self.runtime
-        env: dict[str, Any] = dict(rt.params)
-        env.update(zip(self.graph.inputs, inputs))
-        with torch.no_grad():
-            for step in rt._steps:
-                step(env)
+        env = self.runtime.environment(*inputs)
         for node in self.graph.nodes:
-            layer = layer_of(self.graph, node) if node.op == "linear" else None
-            kernel = rt.layer_kernels.get(layer.name) if layer is not None else None
+            kernel = self._kernel(node)
             if isinstance(kernel, Semi24Linear):       # the layout the external call asks for
                 x = env[node.inputs[0]]
                 kernel.tune(x.numel() // x.shape[-1], row_major=False)
