@@ -6,6 +6,10 @@ A factory is called with no arguments and returns either an object with `model` 
 An ONNX file is imported into an IR graph (`LoadedModel.model` is then a `Graph`, which
 `sparsecc.compile` takes as is); its example inputs are random tensors of the input shapes with
 each symbolic dim set to a small size (batch 2, seq 16, others 4).
+
+A zoo model whose optional weights package is absent (`sparsecc.models.weights_missing(name)`)
+raises `sparsecc.models.WeightsUnavailable`, a `ModelNotFoundError` naming the pip package, before
+anything is built: the CLI prints that one line and exits 2.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ class LoadedModel:
 def _from_zoo(name: str, batch: int | None, seq: int | None, tiny: bool) -> LoadedModel:
     from sparsecc import models
     try:
-        z = models.get(name, tiny=tiny, batch=batch, seq=seq)
+        z = models.get(name, tiny=tiny, batch=batch, seq=seq)   # WeightsUnavailable: no build
     except models.UnknownModelError as e:
         raise ModelNotFoundError(str(e).strip("'\"")) from None
     return LoadedModel(name, z.model, tuple(z.example_inputs), dict(z.dynamic_dims),

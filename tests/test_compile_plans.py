@@ -42,7 +42,8 @@ def ort_matches_ir(result, inputs):
 
 @pytest.mark.parametrize("name", models.names())
 @pytest.mark.parametrize("plan", sorted(PLANS))
-def test_every_plan_kind_verifies_and_exports(name, plan):
+def test_every_plan_kind_verifies_and_exports(name, plan, require_weights):
+    require_weights(name)
     z, result = compile_zoo(name, PLANS[plan])
     verify(result.ir)
     ort_matches_ir(result, z.calibration[0])
@@ -74,7 +75,8 @@ def test_nm_layers_obey_the_pattern_and_are_annotated():
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "mnist-cnn", "tiny-resnet", "minilm"])
-def test_channel_plan_equals_the_zeroed_reference(name):
+def test_channel_plan_equals_the_zeroed_reference(name, require_weights):
+    require_weights(name)
     z, result = compile_zoo(name, PLANS["channel"], reconstruct=False)   # the plain removal
     reference = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims)
     groups = group_channels(reference)

@@ -490,7 +490,8 @@ def test_inexact_lowerings_are_refused(x_type, lines, why):
 
 # -- the zoo ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_model_exports(name, assert_close, other_sizes):
+def test_zoo_model_exports(name, assert_close, other_sizes, require_weights):
+    require_weights(name)
     z = models.get(name, tiny=True)
     try:
         g = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims, name=z.name)

@@ -53,7 +53,8 @@ def test_kernel_checks_name_the_reason():
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "minilm", "tiny-resnet", "mnist-cnn"])
-def test_runtime_dense_path_equals_the_interpreter(name):
+def test_runtime_dense_path_equals_the_interpreter(name, require_weights):
+    require_weights(name)
     z = models.get(name, tiny=True)
     r = sparsecc.compile(z.model, z.example_inputs,
                          CompileConfig(target="h100", overrides={".*": "2:4"}),
@@ -67,7 +68,8 @@ def test_runtime_dense_path_equals_the_interpreter(name):
                           for k in sparse)
 
 
-def test_runtime_casts_float_attrs_to_its_dtype():
+def test_runtime_casts_float_attrs_to_its_dtype(require_weights):
+    require_weights("minilm")
     # minilm builds its attention mask with to(dtype=f32); in bf16 the mask must follow
     z = models.get("minilm", tiny=True)
     r = sparsecc.compile(z.model, z.example_inputs, CompileConfig(target="h100"),
@@ -121,7 +123,8 @@ def test_bsr_linear_equals_f_linear(bs, m, unroll):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["tiny-llama", "minilm", "tiny-resnet", "mnist-cnn"])
 @pytest.mark.parametrize("plan", ["2:4", "block32x32@0.25", "channel0.5"])
-def test_compiled_equals_masked_dense_on_the_gpu(name, plan):
+def test_compiled_equals_masked_dense_on_the_gpu(name, plan, require_weights):
+    require_weights(name)
     z = models.get(name, tiny=True)
     r = sparsecc.compile(z.model, z.example_inputs,
                          CompileConfig(target="h100", overrides={".*": plan}),

@@ -35,7 +35,8 @@ def assert_matches_ir(module, ir, inputs):
 
 @pytest.mark.parametrize("name", models.names())
 @pytest.mark.parametrize("plan", sorted(PLANS_AND_DENSE))
-def test_every_zoo_model_and_plan_kind_matches_the_interpreter(name, plan):
+def test_every_zoo_model_and_plan_kind_matches_the_interpreter(name, plan, require_weights):
+    require_weights(name)
     z, result = compile_zoo(name, PLANS_AND_DENSE[plan])
     module = compile_tvm(result.ir)
     assert_matches_ir(module, result.ir, z.calibration[0])
@@ -44,7 +45,8 @@ def test_every_zoo_model_and_plan_kind_matches_the_interpreter(name, plan):
     assert len(module.kernels) == len(blocks)      # every block linear runs the TIR kernel
 
 
-def test_dynamic_dims_stay_dynamic():
+def test_dynamic_dims_stay_dynamic(require_weights):
+    require_weights("minilm")
     z, result = compile_zoo("minilm", PLANS["block"])
     module = compile_tvm(result.ir)
     for batch, seq in [(1, 5), (3, 23)]:
@@ -103,9 +105,10 @@ def test_cli_backend_tvm_writes_a_library_that_runs(tmp_path):
 
 # -- external kernels (call_dps_packed): the CUDA path's mechanism, run here on the CPU -------
 @pytest.mark.parametrize("name", models.names())
-def test_external_kernels_compute_what_the_ir_computes(name):
+def test_external_kernels_compute_what_the_ir_computes(name, require_weights):
     """Linear, conv2d and attention leave TVM through call_dps_packed to the runtime's
     kernels (ATen on the CPU); the rest is TVM's. Mixed plan: channel-pruned and 2:4 layers."""
+    require_weights(name)
     z, result = compile_zoo(name, PLANS["mixed"])
     module = compile_tvm(result.ir, external=True)
     assert_matches_ir(module, result.ir, z.calibration[0])
@@ -115,7 +118,8 @@ def test_external_kernels_compute_what_the_ir_computes(name):
     assert all(k["kernel"].startswith("external:") for k in module.kernels)
 
 
-def test_external_kernels_keep_dims_dynamic_and_weights_out_of_the_module():
+def test_external_kernels_keep_dims_dynamic_and_weights_out_of_the_module(require_weights):
+    require_weights("minilm")
     z, result = compile_zoo("minilm", PLANS["2:4"])
     module = compile_tvm(result.ir, external=True)
     for batch, seq in [(1, 5), (3, 23)]:

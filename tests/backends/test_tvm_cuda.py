@@ -23,13 +23,6 @@ def _rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
-def _zoo(name, overrides):
-    try:
-        return compile_zoo(name, overrides)
-    except (ImportError, FileNotFoundError) as e:      # data/weights this machine lacks
-        pytest.skip(f"{name}: {e}")
-
-
 @pytest.fixture
 def no_tf32():
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -40,10 +33,11 @@ def no_tf32():
 
 @pytest.mark.parametrize("name", models.names())
 @pytest.mark.parametrize("plan", ["dense", "channel"])
-def test_tvm_cuda_fp32_equals_the_interpreter(name, plan, no_tf32):
+def test_tvm_cuda_fp32_equals_the_interpreter(name, plan, no_tf32, require_weights):
     """fp32, layers run by cuBLAS/cuDNN without TF32: within 1e-4 of the IR interpreter, with
     the CUDA graph (every model) and without it (tiny-llama)."""
-    z, result = _zoo(name, PLANS_AND_DENSE[plan])
+    require_weights(name)
+    z, result = compile_zoo(name, PLANS_AND_DENSE[plan])
     x = z.calibration[0]
     ref = run(result.ir, x)[0]
     for graphs in (True, False) if name == "tiny-llama" else (True,):
@@ -58,10 +52,11 @@ def test_tvm_cuda_fp32_equals_the_interpreter(name, plan, no_tf32):
 
 @pytest.mark.parametrize("name", models.names())
 @pytest.mark.parametrize("plan", ["2:4", "block", "mixed"])
-def test_tvm_cuda_fp16_with_sparse_kernels(name, plan):
+def test_tvm_cuda_fp16_with_sparse_kernels(name, plan, require_weights):
     """fp16 with the sparse kernels: equal to the torch GPU runtime (same kernels) and, within
     fp16 rounding, to the fp32 interpreter."""
-    z, result = _zoo(name, PLANS[plan])
+    require_weights(name)
+    z, result = compile_zoo(name, PLANS[plan])
     module = compile_tvm(result.ir, target="cuda")
     _, runner = lower_cuda(result.ir, cuda_graphs=False)
     x = z.calibration[0]

@@ -38,7 +38,8 @@ def _outputs(arrays):
 
 # -- the zoo, round trip ------------------------------------------------------------------
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_round_trip(name, assert_close, other_sizes):
+def test_zoo_round_trip(name, assert_close, other_sizes, require_weights):
+    require_weights(name)
     z = models.get(name, tiny=True)
     g = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims, name=z.name)
     first = export_onnx(g)
@@ -98,10 +99,11 @@ def test_exporter_test_graphs_round_trip(name, assert_close):
 
 # -- ONNX written by torch.onnx ---------------------------------------------------------------
 @pytest.mark.parametrize("name, layers", [("mnist-cnn", 4), ("minilm", 36)])
-def test_torch_onnx_export_imports(name, layers, assert_close, other_sizes):
+def test_torch_onnx_export_imports(name, layers, assert_close, other_sizes, require_weights):
     """torch's TorchScript-based exporter (dynamo=False, no onnxscript needed) writes its own
     idioms: Shape/Gather/Unsqueeze/Concat chains, Where/Equal/ConstantOfShape, Gemm or MatMul
     by pre-transposed weights."""
+    require_weights(name)
     z = models.get(name, tiny=True)
     buffer = io.BytesIO()
     with warnings.catch_warnings():

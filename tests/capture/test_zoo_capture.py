@@ -20,7 +20,8 @@ def _check(z, assert_close):
 
 
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_model_tiny(name, assert_close):
+def test_zoo_model_tiny(name, assert_close, require_weights):
+    require_weights(name)
     z = models.get(name, tiny=True)
     g = _check(z, assert_close)
     for inp, axes in z.dynamic_dims.items():
@@ -29,7 +30,8 @@ def test_zoo_model_tiny(name, assert_close):
             assert shape[axis] == dim, f"{inp} axis {axis}: {shape}"
 
 
-def test_minilm_real_weights_dynamic_batch_and_seq(assert_close):
+def test_minilm_real_weights_dynamic_batch_and_seq(assert_close, require_weights):
+    require_weights("minilm")
     z = models.get("minilm", tiny=True)
     g = capture(z.model, z.example_inputs, dynamic_dims=z.dynamic_dims)
     assert g.values["input_ids"].shape == ("batch", "seq")
@@ -52,5 +54,6 @@ def test_minilm_real_weights_dynamic_batch_and_seq(assert_close):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_model_full(name, assert_close):
+def test_zoo_model_full(name, assert_close, require_weights):
+    require_weights(name)
     _check(models.get(name), assert_close)

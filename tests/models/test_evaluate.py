@@ -43,7 +43,8 @@ def test_cli_eval_without_a_task_is_one_clear_error(capsys):
 
 
 @pytest.mark.slow
-def test_minilm_task_dense_accuracy():
+def test_minilm_task_dense_accuracy(require_weights):
+    require_weights("minilm")
     t = task("minilm")
     assert len(t.batches) == 13
     assert t.score_model(t.model) == pytest.approx(0.5, abs=0.02)

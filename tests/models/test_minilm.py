@@ -40,7 +40,8 @@ def embed(texts: list[str], seq: int = 32) -> torch.Tensor:
         return encoder(*tokenize_padded(tokenizer, texts, seq))
 
 
-def test_paraphrases_are_closer_than_unrelated_sentences():
+def test_paraphrases_are_closer_than_unrelated_sentences(require_weights):
+    require_weights("minilm")
     embeddings = F.normalize(embed(SENTENCES), dim=-1)
     similarity = embeddings @ embeddings.T
     assert similarity[0, 1] > similarity[0, 2] + 0.3
@@ -48,7 +49,8 @@ def test_paraphrases_are_closer_than_unrelated_sentences():
     assert similarity[3, 4] > similarity[3, 0] + 0.3
 
 
-def test_encoder_equals_hugging_face_forward_mean_pooled():
+def test_encoder_equals_hugging_face_forward_mean_pooled(require_weights):
+    require_weights("minilm")
     encoder, tokenizer = encoder_and_tokenizer()
     input_ids, attention_mask = tokenize_padded(tokenizer, SENTENCES, 20)
     assert (attention_mask == 0).any()  # padding present, so the mask matters
@@ -60,12 +62,14 @@ def test_encoder_equals_hugging_face_forward_mean_pooled():
         torch.testing.assert_close(encoder(input_ids, attention_mask), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_padding_does_not_change_the_embedding():
+def test_padding_does_not_change_the_embedding(require_weights):
+    require_weights("minilm")
     short, long = embed(SENTENCES[:2], seq=16), embed(SENTENCES[:2], seq=40)
     torch.testing.assert_close(short, long, atol=1e-5, rtol=1e-5)
 
 
-def test_encoder_has_no_dropout_and_no_pooler():
+def test_encoder_has_no_dropout_and_no_pooler(require_weights):
+    require_weights("minilm")
     encoder, _ = encoder_and_tokenizer()
     assert not any(isinstance(m, torch.nn.Dropout) for m in encoder.modules())
     assert encoder.bert.pooler is None
@@ -73,7 +77,8 @@ def test_encoder_has_no_dropout_and_no_pooler():
     assert len(linears) == 36
 
 
-def test_normalized_variant_gives_unit_vectors():
+def test_normalized_variant_gives_unit_vectors(require_weights):
+    require_weights("minilm")
     encoder = load_minilm_encoder(normalize=True)
     _, tokenizer = encoder_and_tokenizer()
     with torch.no_grad():
@@ -81,7 +86,8 @@ def test_normalized_variant_gives_unit_vectors():
     torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(len(SENTENCES)))
 
 
-def test_loads_with_the_network_blocked(monkeypatch):
+def test_loads_with_the_network_blocked(monkeypatch, require_weights):
+    require_weights("minilm")
     def refuse(*args, **kwargs):
         raise OSError("network access attempted while loading minilm")
 
@@ -94,7 +100,8 @@ def test_loads_with_the_network_blocked(monkeypatch):
     assert zoo_model.model(*zoo_model.example_inputs).shape == (2, 384)
 
 
-def test_zoo_inputs_are_tokenized_topic_paragraphs():
+def test_zoo_inputs_are_tokenized_topic_paragraphs(require_weights):
+    require_weights("minilm")
     zoo_model = get("minilm", tiny=True)
     _, tokenizer = encoder_and_tokenizer()
     paragraphs = [text for _, text in topic_paragraphs()]
@@ -108,7 +115,8 @@ def test_zoo_inputs_are_tokenized_topic_paragraphs():
 
 
 @pytest.mark.parametrize("seq", [1, 513])
-def test_sequence_length_outside_the_model_is_refused(seq):
+def test_sequence_length_outside_the_model_is_refused(seq, require_weights):
+    require_weights("minilm")
     with pytest.raises(ValueError, match="must be 2..512"):
         get("minilm", tiny=True, seq=seq)
 

@@ -40,7 +40,8 @@ def test_every_registered_model_has_an_expected_output_shape():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT_SHAPE))
-def test_forward_gives_expected_shape_and_finite_values(name):
+def test_forward_gives_expected_shape_and_finite_values(name, require_weights):
+    require_weights(name)
     zoo_model = tiny_model(name)
     output = run(zoo_model)
     assert tuple(output.shape) == EXPECTED_OUTPUT_SHAPE[name](zoo_model.workload)
@@ -50,7 +51,8 @@ def test_forward_gives_expected_shape_and_finite_values(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT_SHAPE))
-def test_model_is_eval_float32_on_cpu(name):
+def test_model_is_eval_float32_on_cpu(name, require_weights):
+    require_weights(name)
     zoo_model = tiny_model(name)
     assert zoo_model.name == name and zoo_model.description
     assert not any(module.training for module in zoo_model.model.modules())
@@ -62,7 +64,8 @@ def test_model_is_eval_float32_on_cpu(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT_SHAPE))
-def test_same_seed_gives_identical_model_and_inputs(name):
+def test_same_seed_gives_identical_model_and_inputs(name, require_weights):
+    require_weights(name)
     first, second = get(name, tiny=True, seed=3), get(name, tiny=True, seed=3)
     for a, b in zip(first.example_inputs, second.example_inputs):
         assert torch.equal(a, b)
@@ -73,7 +76,8 @@ def test_same_seed_gives_identical_model_and_inputs(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT_SHAPE))
-def test_other_seed_changes_inputs_and_global_rng_is_untouched(name):
+def test_other_seed_changes_inputs_and_global_rng_is_untouched(name, require_weights):
+    require_weights(name)
     state = torch.get_rng_state()
     other = get(name, tiny=True, seed=1)
     assert torch.equal(torch.get_rng_state(), state)
@@ -82,7 +86,8 @@ def test_other_seed_changes_inputs_and_global_rng_is_untouched(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT_SHAPE))
-def test_calibration_batches_match_example_structure(name):
+def test_calibration_batches_match_example_structure(name, require_weights):
+    require_weights(name)
     zoo_model = tiny_model(name)
     assert len(zoo_model.calibration) >= 2
     for batch in zoo_model.calibration:
@@ -95,7 +100,8 @@ def test_calibration_batches_match_example_structure(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT_SHAPE))
-def test_inputs_names_dynamic_dims_and_workload_agree(name):
+def test_inputs_names_dynamic_dims_and_workload_agree(name, require_weights):
+    require_weights(name)
     zoo_model = tiny_model(name)
     assert len(zoo_model.input_names) == len(zoo_model.example_inputs)
     assert set(zoo_model.dynamic_dims) <= set(zoo_model.input_names)
@@ -109,7 +115,8 @@ def test_inputs_names_dynamic_dims_and_workload_agree(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_OUTPUT_SHAPE))
-def test_batch_and_seq_overrides_change_input_shapes(name):
+def test_batch_and_seq_overrides_change_input_shapes(name, require_weights):
+    require_weights(name)
     base = tiny_model(name)
     seq = base.workload["seq"] + 5 if name in SEQUENCE_MODELS else None
     resized = get(name, tiny=True, batch=base.workload["batch"] + 1, seq=seq)
@@ -126,7 +133,8 @@ def test_batch_and_seq_overrides_change_input_shapes(name):
 
 
 @pytest.mark.parametrize("name", sorted(set(EXPECTED_OUTPUT_SHAPE) - SEQUENCE_MODELS))
-def test_seq_override_on_a_vision_model_is_refused(name):
+def test_seq_override_on_a_vision_model_is_refused(name, require_weights):
+    require_weights(name)
     with pytest.raises(ValueError, match="no sequence axis"):
         get(name, tiny=True, seq=8)
 

@@ -83,7 +83,8 @@ EXPORTED_IN_FAST_RUNS = sorted(set(EXPECTED_LAYER_OP_COUNTS) - {"resnet50"})  # 
 @pytest.mark.parametrize(
     "name", [*EXPORTED_IN_FAST_RUNS, pytest.param("resnet50", marks=pytest.mark.slow)]
 )
-def test_export_uses_known_ops_and_runs_at_other_sizes(name):
+def test_export_uses_known_ops_and_runs_at_other_sizes(name, require_weights):
+    require_weights(name)
     zoo_model, program = export_tiny(name)
     counts = op_counts(program)
     assert set(counts) <= ALLOWED_OPS, sorted(set(counts) - ALLOWED_OPS)

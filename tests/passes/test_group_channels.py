@@ -56,7 +56,8 @@ def check_shrink(model, inputs, dynamic_dims, seed=0, tol=1e-6, fraction=None):
 
 
 @pytest.mark.parametrize("name", models.names())
-def test_zoo_shrunk_equals_masked(name):
+def test_zoo_shrunk_equals_masked(name, require_weights):
+    require_weights(name)
     z = models.get(name, tiny=True)
     before = {k: v.clone() for k, v in z.model.state_dict().items()}
     g, groups, removals, shrunk = check_shrink(z.model, z.example_inputs, z.dynamic_dims)
