@@ -12,8 +12,8 @@ from sparsecc.targets import _numbers
 ALL = target_names()
 
 
-def test_all_six_targets_load_typed():
-    assert set(ALL) == {"h100", "a100", "l4", "tpu-v4", "tpu-v5e", "cpu-x86"}
+def test_all_packaged_targets_load_typed():
+    assert set(ALL) == {"h200", "h100", "a100", "l4", "tpu-v4", "tpu-v5e", "cpu-x86"}
     for name in ALL:
         t = get_target(name)
         assert isinstance(t, Target) and t.kind in ("gpu", "tpu", "cpu")
@@ -132,5 +132,25 @@ def test_nm_parameters_only_required_with_sparse_hardware():
 
 def test_aliases_and_unknown_target():
     assert get_target("cpu").name == "cpu-x86" and get_target(" TPU-v5 ").name == "tpu-v5e"
-    with pytest.raises(ConfigError, match="unknown target 'h200'"):
-        get_target("h200")
+    with pytest.raises(ConfigError, match="unknown target 'b200'; known: a100, cpu-x86, h100, h200"):
+        get_target("b200")
+
+
+def test_h200_is_the_h100_chip_with_its_own_memory():
+    h, h1 = get_target("h200"), get_target("h100")
+    assert h.peak("f16") == h1.peak("f16") and h.compute_units == h1.compute_units == 132
+    assert h.memory_gbs == 4800 and "H200" in h.source_of("memory_gbs")
+    assert h.has_sparse_tensor_cores and h.supports("2:4", "torch") is None
+    assert h.supports("2:4", "onnx") is not None
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda r: r.update(match="NVIDIA"), "key 'match' must be list"),
+    (lambda r: r.update(match=["(unclosed"]), r"key 'match\[0\]' is not a valid regex"),
+    (lambda r: r.update(match=[""]), r"key 'match\[0\]' must be a non-empty regex"),
+])
+def test_bad_match_regexes_are_named(edit, match):
+    raw = json.loads(json.dumps(get_target("h200").data))
+    edit(raw)
+    with pytest.raises(ConfigError, match=match):
+        target_from_dict("h200", raw, "targets/h200.json")

@@ -2,26 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
+
+from sparsecc.cache import write_text_atomic as write_text
+
+__all__ = ["write_json", "write_text"]
 
 
 def write_json(doc: dict[str, Any], path: str) -> None:
     """Write `doc` to `path` atomically (a temp file in the same folder, then a rename)."""
     write_text(json.dumps(doc, indent=2) + "\n", path)
-
-
-def write_text(text: str, path: str) -> None:
-    """Write `text` to `path` atomically (a temp file in the same folder, then a rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

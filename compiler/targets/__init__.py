@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any
@@ -35,7 +36,7 @@ PATTERN_KINDS = ("dense", "nm", "block", "channel", "composite")
 _TOP = {"kind": str, "description": str, "peak_tflops": dict, "sparse_tflops": dict,
         "memory_gbs": float, "compute_units": int, "tile": dict, "launch_us": float,
         "l2_mib": (float, type(None)), "model": dict, "backends": dict, "sources": dict}
-_OPTIONAL_TOP = {"vector_bits": int}
+_OPTIONAL_TOP = {"vector_bits": int, "match": list, "detected": dict}
 _MODEL = {"dense_efficiency": float, "memory_efficiency": float,
           "split_k_max": int, "channel_pad": int, "block_efficiency": dict,
           "block_overhead_us": float}
@@ -83,6 +84,7 @@ class Target:
         default_factory=dict, hash=False)
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
     vector_bits: int | None = None
+    match: tuple[str, ...] = ()                # regexes on a CUDA device name (`--target auto`)
     data: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -230,6 +232,13 @@ def target_from_dict(name: str, raw: Mapping[str, Any], where: str) -> Target:
             extra = set(opts) - _BACKEND_OPTIONS[kind] - {"kernel", "note"}
             if extra:
                 raise ConfigError(f"{where}: unknown key 'backends.{key}.{kind}.{sorted(extra)[0]}'")
+    for i, rx in enumerate(raw.get("match", ())):
+        if not isinstance(rx, str) or not rx:
+            raise ConfigError(f"{where}: key 'match[{i}]' must be a non-empty regex string")
+        try:
+            re.compile(rx)
+        except re.error as e:
+            raise ConfigError(f"{where}: key 'match[{i}]' is not a valid regex: {e}") from None
     sources = raw["sources"]
     for key, text in sources.items():
         if not isinstance(text, str) or not text.strip():
@@ -248,23 +257,36 @@ def target_from_dict(name: str, raw: Mapping[str, Any], where: str) -> Target:
         l2_mib=None if raw["l2_mib"] is None else float(raw["l2_mib"]),
         model=ModelParams(**{**model, "block_efficiency": blocks}),
         backends=raw["backends"], sources=dict(sources), vector_bits=raw.get("vector_bits"),
-        data=dict(raw))
+        match=tuple(raw.get("match", ())), data=dict(raw))
 
 
 @functools.cache
 def target_names() -> tuple[str, ...]:
+    """The packaged targets (one JSON file each beside this module)."""
     files = resources.files(__package__).iterdir()
     return tuple(sorted(f.name[:-5] for f in files if f.name.endswith(".json")))
 
 
+def cached_target_names() -> tuple[str, ...]:
+    """Targets built for devices of this machine by `--target auto` (in the user's cache)."""
+    from ..cache import cache_dir
+    folder = cache_dir() / "targets"
+    try:
+        return tuple(sorted(p.stem for p in folder.glob("*.json")
+                            if p.stem not in target_names()))
+    except OSError:
+        return ()
+
+
 ALIASES = {"cpu": "cpu-x86", "x86": "cpu-x86", "tpu-v5": "tpu-v5e"}
+AUTO = "auto"
 
 
 def _parse(text: str, name: str, where: str) -> Target:
     try:
         raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{where}: not valid JSON: {e}") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"{where}: not valid JSON: {str(e).splitlines()[0][:160]}") from None
     return target_from_dict(name, raw, where)
 
 
@@ -272,16 +294,41 @@ def load_target_file(path: str | os.PathLike) -> Target:
     """A target from any JSON file of the same schema (named after the file)."""
     p = pathlib.Path(path)
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: can't read the target file: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: a target file is UTF-8 JSON text, this is not") from None
     return _parse(text, p.stem, str(p))
 
 
-@functools.cache
+def known_names() -> str:
+    """What an unknown-target error lists."""
+    extra = cached_target_names()
+    names = ", ".join(target_names())
+    if extra:
+        names += f"; built on this machine: {', '.join(extra)}"
+    return f"{names}; or auto (detect this machine's GPU or CPU)"
+
+
 def get_target(name: str) -> Target:
+    """A target by name: a packaged one, one built earlier for a device of this machine, or
+    `auto` (this machine's GPU, else its CPU: see `sparsecc.targets.detect`)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"target must be a name, got {name!r}")
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key not in target_names():
-        raise ConfigError(f"unknown target {name!r}; known: {', '.join(target_names())}")
+    if key == AUTO:
+        from .detect import detect
+        return detect().target
+    if key in target_names():
+        return _packaged(key)
+    if key in cached_target_names():
+        from ..cache import cache_dir
+        return load_target_file(cache_dir() / "targets" / f"{key}.json")
+    raise ConfigError(f"unknown target {name!r}; known: {known_names()}")
+
+
+@functools.cache
+def _packaged(key: str) -> Target:
     text = resources.files(__package__).joinpath(f"{key}.json").read_text()
     return _parse(text, key, f"targets/{key}.json")
