@@ -8,26 +8,30 @@ W_out for convolutions) and source says where the number came from ("measured", 
 
     AnalyticCostModel     roofline with wave and tile quantization (analytic.py)
     CalibratedCostModel   measured tables, corrected analytic model between them (calibrated.py)
-    default_cost_model(t) the calibrated model on the packaged table for h100, analytic elsewhere
+    default_cost_model(t) the calibrated model on the target's measured table (this machine's
+                          `sparsecc calibrate` cache, else the one packaged as data/NAME.jsonl),
+                          the analytic model where there is none
+    OpWork, predict_op    non-GEMM work (norms, elementwise, softmax, attention, copies): ops.py
 """
 from __future__ import annotations
 
 import functools
+import os
 from importlib import resources
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
+from ..cache import cache_dir, warn
 from ..errors import ConfigError
 from ..patterns import Pattern
 from ..targets import Target, get_target, target_names
 from .analytic import AnalyticCostModel, Prediction, dense_us, gemm_dims, predict_us
 from .calibrated import CalibratedCostModel
+from .ops import OP_KINDS, OpWork, analytic_op_us, attention_work
 
-__all__ = ["AnalyticCostModel", "CalibratedCostModel", "CostModel", "Prediction",
-           "default_cost_model", "dense_us", "gemm_dims", "packaged_table", "predict_us",
+__all__ = ["OP_KINDS", "AnalyticCostModel", "CalibratedCostModel", "CostModel", "OpWork",
+           "Prediction", "analytic_op_us", "attention_work", "cached_table", "default_cost_model",
+           "dense_us", "describe_costs", "gemm_dims", "packaged_table", "predict_us",
            "workload_rows"]
-
-PACKAGED_TABLES = {"h100": "h100.jsonl"}     # target -> measured table in sparsecc/cost/data/
-
 
 class CostModel(Protocol):
     target: Target
@@ -37,31 +41,57 @@ class CostModel(Protocol):
 
 
 def packaged_table(target: Target | str) -> str | None:
-    """Path of the measured table shipped for `target`, or None."""
-    name = PACKAGED_TABLES.get(get_target(target).name if isinstance(target, str) else target.name)
-    if name is None:
-        return None
-    return str(resources.files(__package__).joinpath("data", name))
+    """Path of the measured table shipped for `target` (`data/NAME.jsonl`), or None."""
+    name = get_target(target).name if isinstance(target, str) else target.name
+    path = resources.files(__package__).joinpath("data", f"{name}.jsonl")
+    return str(path) if path.is_file() else None
+
+
+def cached_table(target: Target | str) -> str | None:
+    """Path of the table `sparsecc calibrate` measured for `target` on this machine, or None."""
+    name = get_target(target).name if isinstance(target, str) else target.name
+    path = cache_dir() / "tables" / f"{name}.jsonl"
+    return str(path) if path.is_file() else None
 
 
 def default_cost_model(target: Target | str) -> CostModel:
-    """The calibrated model where a measured table ships (h100), else the analytic model."""
+    """The calibrated model on the target's measured table — the one `sparsecc calibrate`
+    wrote on this machine, else the packaged one — or the analytic model when there is none.
+    A table that can't be read is skipped with a warning."""
     t = get_target(target) if isinstance(target, str) else target
+    tables = [p for p in (cached_table(t), packaged_table(t)) if p]
+    key = tuple((p, os.stat(p).st_mtime_ns) for p in tables)
     if t.name in target_names() and t == get_target(t.name):
-        return _default_for(t.name)          # built once per packaged target
-    return _build_default(t)
+        return _default_for(t.name, key)          # built once per packaged target and table
+    return _build_default(t, tables)
 
 
 @functools.cache
-def _default_for(name: str) -> CostModel:
-    return _build_default(get_target(name))
+def _default_for(name: str, key: tuple) -> CostModel:
+    return _build_default(get_target(name), [p for p, _ in key])
 
 
-def _build_default(t: Target) -> CostModel:
-    table = packaged_table(t)
-    if table is not None:
-        return CalibratedCostModel.from_jsonl(table, t)
+def _build_default(t: Target, tables: Sequence[str]) -> CostModel:
+    for path in tables:
+        try:
+            return CalibratedCostModel.from_jsonl(path, t)
+        except ConfigError as e:
+            warn(f"ignoring cost table {path}: {e}")
     return AnalyticCostModel(t)
+
+
+def describe_costs(model: CostModel) -> dict[str, Any]:
+    """What the report says of the cost model: measured or not, where, on what, when."""
+    if isinstance(model, CalibratedCostModel):
+        env = model.environment
+        origin = "this machine's cache" if model.source.startswith(str(cache_dir())) else \
+            "packaged" if model.source != "rows" else "given rows"
+        return {"model": "calibrated", "measured": True, "table": model.source, "origin": origin,
+                "measured_on": env.get("gpu") or env.get("cpu"), "date": env.get("date"),
+                "points": len(model), "op_points": len(model.ops)}
+    return {"model": "analytic", "measured": False, "table": None,
+            "note": "no measured table for this target: predictions are the analytic model "
+                    "(run `sparsecc calibrate --target auto` on the device to measure one)"}
 
 
 def workload_rows(batch: int, seq: int | None = None, mode: str = "prefill") -> int:

@@ -216,3 +216,8 @@ class AnalyticCostModel:
                 dtype: str = "f16") -> float:
         dense = self.predict(layer_shape, op, "dense", m_rows, dtype).us
         return dense / self.predict(layer_shape, op, pattern, m_rows, dtype).us
+
+    def predict_op(self, work) -> Prediction:
+        """Time of a non-GEMM op (cost/ops.py's `OpWork`) by the analytic op model."""
+        from .ops import analytic_op_us
+        return Prediction(analytic_op_us(self.target, work), "analytic")

@@ -10,6 +10,12 @@ object per line (or a list of dicts):
       (sparse_us) and channel0.5 (dense_us / chan50_speedup); "kind": "bsr" rows give dense and
       blockBxB@D (fp16). The environment line and rows with "err" are skipped.
 
+  other ops (what `sparsecc calibrate` measures besides GEMMs, for whole-model prediction):
+      {"target": "h200", "op": "norm", "dtype": "f16", "bytes": 33554432, "flops": 0,
+       "us": 12.1, "shape": [4096, 4096]}        op: elementwise, norm, softmax, attention, copy
+      read by `predict_op` (cost/ops.py).
+
+An {"environment": {...}} line says where and when the table was measured (`environment`).
 Repeated points are merged by their geometric mean. A prediction corrects the analytic model by
 the measured/analytic ratio of the closest measured series:
 
@@ -40,6 +46,7 @@ from ..errors import ConfigError
 from ..patterns import Block, Pattern, parse_pattern
 from ..targets import Target, get_target, normalize_dtype
 from .analytic import Prediction, gemm_dims, predict_us
+from .ops import OP_KINDS, OpTable, OpWork
 
 NEAR = math.log(2.0) + 1e-9          # a series within a factor 2 on every axis can correct
 _OWN_KEYS = ("K", "N", "M", "dtype", "pattern", "us")
@@ -64,27 +71,65 @@ def _kernel_rows(r: Mapping[str, Any]) -> list[tuple[str, str, int, int, int, fl
     raise ConfigError(f"unknown kernel row kind {r['kind']!r}")
 
 
-def _points(rows: Iterable[Mapping[str, Any]], target: str, where: str):
+def _points(rows: Iterable[Mapping[str, Any]], target: str, where: str, ops: list | None = None):
+    """GEMM points of the rows; rows of the other op kinds go to `ops` as (kind, dtype, size, us)."""
     for i, r in enumerate(rows, 1):
         if not isinstance(r, Mapping):
             raise ConfigError(f"{where} row {i}: expected a JSON object")
-        if "err" in r or ("kind" not in r and "K" not in r):
+        if "err" in r or ("kind" not in r and "K" not in r and "op" not in r):
             continue                             # failures, the environment line
         if "kind" in r:
             yield from _kernel_rows(r)
             continue
+        if r.get("target", target) != target:
+            raise ConfigError(f"{where} row {i}: measured on {r['target']!r}, not {target!r}")
+        op = r.get("op", "gemm")
+        if op != "gemm":
+            if op not in OP_KINDS:
+                raise ConfigError(f"{where} row {i}: op must be 'gemm' or one of "
+                                  f"{', '.join(OP_KINDS)}, got {op!r}")
+            try:
+                work = OpWork(op, float(r["bytes"]), float(r.get("flops", 0)), r["dtype"])
+                us = float(r["us"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ConfigError(f"{where} row {i}: bad {op} row ({e})") from None
+            if not us > 0:
+                raise ConfigError(f"{where} row {i}: us must be positive, got {r['us']!r}")
+            if ops is not None:
+                ops.append((op, work.dtype, work.size, us))
+            continue
         missing = [k for k in _OWN_KEYS if k not in r]
         if missing:
             raise ConfigError(f"{where} row {i}: missing key {missing[0]!r}")
-        if r.get("op", "gemm") != "gemm":
-            raise ConfigError(f"{where} row {i}: op must be 'gemm', got {r['op']!r}")
-        if r.get("target", target) != target:
-            raise ConfigError(f"{where} row {i}: measured on {r['target']!r}, not {target!r}")
-        us = float(r["us"])
+        try:
+            us = float(r["us"])
+            K, N, M = int(r["K"]), int(r["N"]), int(r["M"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} row {i}: K, N, M and us must be numbers") from None
         if not us > 0:
             raise ConfigError(f"{where} row {i}: us must be positive, got {r['us']!r}")
-        yield (str(parse_pattern(r["pattern"])), normalize_dtype(r["dtype"]),
-               int(r["K"]), int(r["N"]), int(r["M"]), us)
+        if min(K, N, M) < 1:
+            raise ConfigError(f"{where} row {i}: K, N and M must be positive")
+        yield (str(parse_pattern(r["pattern"])), normalize_dtype(r["dtype"]), K, N, M, us)
+
+
+def read_jsonl(path: str) -> list[Any]:
+    """The rows of a JSON-lines table; a file that can't be read or parsed is a ConfigError
+    naming it and the line."""
+    rows = []
+    try:
+        with open(path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line.decode("utf-8")))
+                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+                    raise ConfigError(f"{path} line {n}: not a JSON object "
+                                      f"({str(e).splitlines()[0][:80]})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: can't read the cost table: {e.strerror}") from None
+    return rows
 
 
 def _family(p: Pattern) -> str:
@@ -94,8 +139,13 @@ def _family(p: Pattern) -> str:
 class CalibratedCostModel:
     """Measured times where they exist, the analytic model corrected by them elsewhere."""
 
-    def __init__(self, target: Target | str, points: Iterable[tuple[str, str, int, int, int, float]]):
+    def __init__(self, target: Target | str, points: Iterable[tuple[str, str, int, int, int, float]],
+                 ops: Iterable[tuple[str, str, float, float]] = (),
+                 environment: Mapping[str, Any] | None = None, source: str = "rows"):
         self.target = get_target(target) if isinstance(target, str) else target
+        self.ops = OpTable(self.target, ops)
+        self.environment = dict(environment or {})
+        self.source = source                 # the table's path, or "rows"
         logs: dict[tuple[Key, Shape, int], list[float]] = defaultdict(list)
         for pattern, dtype, K, N, M, us in points:
             logs[((pattern, dtype), (K, N), M)].append(math.log(us))
@@ -110,11 +160,16 @@ class CalibratedCostModel:
         t = get_target(target) if isinstance(target, str) else target
         if isinstance(path_or_rows, (str, os.PathLike)):
             where = os.fspath(path_or_rows)
-            with open(where) as f:
-                rows = [json.loads(line) for line in f if line.strip()]
+            rows = read_jsonl(where)
         else:
             where, rows = "rows", list(path_or_rows)
-        return cls(t, list(_points(rows, t.name, where)))
+        env = next((r["environment"] for r in rows
+                    if isinstance(r, Mapping) and isinstance(r.get("environment"), Mapping)), {})
+        ops: list = []
+        points = list(_points(rows, t.name, where, ops))
+        if not points and not ops:
+            raise ConfigError(f"{where}: no measured rows")
+        return cls(t, points, ops, env, where)
 
     def rows(self) -> list[dict[str, Any]]:
         """The table in the own format (one dict per measured point)."""
@@ -136,6 +191,16 @@ class CalibratedCostModel:
             self._ratios[(key, shape)] = (xs, ys)
         return self._ratios[(key, shape)]
 
+    def predict_op(self, work: OpWork) -> Prediction:
+        """Time of a non-GEMM op (norm, elementwise, softmax, attention, copy): see cost/ops.py."""
+        return self.ops.predict(work)
+
+    def _dtype(self, dtype: str) -> str:
+        """CPUs run f16/bf16 models in float32: their table is measured in f32."""
+        if self.target.kind == "cpu" and not any(k[1] == dtype for k in self.table):
+            return "f32"
+        return dtype
+
     def _nearest(self, pattern: Pattern, dtype: str, K: int, N: int):
         """(distance, key, shape) of the closest series of this pattern family, or None."""
         best = None
@@ -155,7 +220,7 @@ class CalibratedCostModel:
 
     def predict(self, layer_shape: Sequence[int], op: str, pattern: Pattern | str, m_rows: int,
                 dtype: str = "f16") -> Prediction:
-        p, d = parse_pattern(pattern), normalize_dtype(dtype)
+        p, d = parse_pattern(pattern), self._dtype(normalize_dtype(dtype))
         M, N, K = gemm_dims(layer_shape, op, m_rows)
         analytic = predict_us(self.target, layer_shape, op, p, M, d)
         exact = self.table.get((str(p), d), {}).get((K, N))
