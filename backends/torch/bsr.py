@@ -13,7 +13,9 @@ tensor cores, so it does nnz/(N/rows·K/cols) of the dense work: density d costs
 and of the weight bytes (x is re-read once per block row, from L2 when it fits). Programs are
 ordered in groups of GROUP_M row tiles (the matmul tutorial's swizzle) for L2 reuse of x.
 BLOCK_M, warps and pipeline stages are autotuned per (power of two of M, N, K, nnz, block) with
-`triton.autotune` over 8 configurations (tiles taller than M pruned), with short timing runs.
+`triton.autotune` over 8 configurations (tiles taller than M pruned), with short timing runs;
+the chosen configuration is kept in the tuning cache (tuning.py), and a process that finds it
+there launches the kernel with it directly, without autotuning.
 
 Triton is imported when a kernel is first built, so the packing and the reference (used by the
 CPU tests) need no GPU.
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .semi24 import KernelUnavailable
+from .tuning import entry_key, tuning_cache
 
 BLOCK_SIZES = (16, 32, 64, 128)     # supported block edges (tensor-core tiles need >= 16)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -147,8 +150,6 @@ def _kernel():
         fit = [c for c in configs if c.kwargs["BLOCK_M"] <= max(64, m)]
         return fit or configs[:2]
 
-    @triton.autotune(configs=configs, key=["M_CLASS", "N", "K", "NNZ", "BS_N", "BS_K"],
-                     prune_configs_by={"early_config_prune": prune}, **_quick_bench(triton))
     @triton.jit
     def bsr_linear(x_ptr, w_ptr, row_ptr, col_idx, b_ptr, y_ptr, M, N, K, NNZ, M_CLASS,
                    sxm, sxk, sym, syn, HAS_BIAS: tl.constexpr, BS_N: tl.constexpr,
@@ -182,7 +183,32 @@ def _kernel():
         tl.store(y_ptr + rm[:, None] * sym + (pid_n * BS_N + rn)[None, :] * syn,
                  acc.to(y_ptr.dtype.element_ty), mask=in_m[:, None])
 
-    return triton, bsr_linear
+    tuned = triton.autotune(configs=configs, key=["M_CLASS", "N", "K", "NNZ", "BS_N", "BS_K"],
+                            prune_configs_by={"early_config_prune": prune},
+                            **_quick_bench(triton))(bsr_linear)
+    return triton, tuned, bsr_linear
+
+
+KIND = "triton-bsr"
+_CONFIG_KEYS = {"BLOCK_M": (16, 32, 64, 128, 256), "GROUP_M": (1, 2, 4, 8, 16),
+                "num_warps": (1, 2, 4, 8, 16), "num_stages": (1, 2, 3, 4, 5, 6)}
+
+
+def _check_entry(v) -> str | None:
+    for key, allowed in _CONFIG_KEYS.items():
+        if v.get(key) not in allowed:
+            return f"{key} {v.get(key)!r} is not one of {allowed}"
+    return None
+
+
+def _config_of(tuned) -> dict | None:
+    """The config the autotuner just used, as a cache entry."""
+    cfg = getattr(tuned, "best_config", None)
+    if cfg is None:
+        return None
+    entry = {"BLOCK_M": cfg.kwargs.get("BLOCK_M"), "GROUP_M": cfg.kwargs.get("GROUP_M"),
+             "num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
+    return entry if _check_entry(entry) is None else None
 
 
 class BsrLinear:
@@ -198,6 +224,7 @@ class BsrLinear:
         self.out_features, self.in_features = weight.shape
         self.dtype = weight.dtype
         self.bias = None if bias is None else bias.to(weight.dtype).contiguous()
+        self._configs: dict[str, dict] = {}
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """y = x Wᵀ + b for x [..., K]; `out` (a [M, N] tensor of the weight's dtype, any
@@ -214,19 +241,30 @@ class BsrLinear:
                              f"{(m, self.out_features)} {self.dtype}")
         else:
             y = out
-        triton, kernel = _kernel()
+        triton, tuned, raw = _kernel()
         w = self.packed
         n, k = w.shape
-
-        def grid(meta):
-            return (triton.cdiv(m, meta["BLOCK_M"]) * (n // w.rows),)
-
         bias = self.bias if self.bias is not None else w.blocks      # any pointer when unused
         m_class = 1 << max(0, (m - 1).bit_length())      # tuned once per power of two of M
-        kernel[grid](x2d, w.blocks, w.row_ptr, w.col_idx, bias, y, m, n, k, w.nnz, m_class,
-                     x2d.stride(0), x2d.stride(1), y.stride(0), y.stride(1),
-                     HAS_BIAS=self.bias is not None, BS_N=w.rows, BS_K=w.cols,
-                     UNROLL=self.unroll)
+        args = (x2d, w.blocks, w.row_ptr, w.col_idx, bias, y, m, n, k, w.nnz, m_class,
+                x2d.stride(0), x2d.stride(1), y.stride(0), y.stride(1))
+        consts = dict(HAS_BIAS=self.bias is not None, BS_N=w.rows, BS_K=w.cols, UNROLL=self.unroll)
+        key = entry_key(n, k, w.nnz, w.rows, w.cols, m_class, self.dtype, self.bias is not None,
+                        self.unroll)
+        cfg = self._configs.get(key)
+        if cfg is None:
+            cfg = tuning_cache().get(KIND, key, _check_entry)
+        if cfg is not None:                # tuned before, here or in an earlier process
+            self._configs[key] = cfg
+            grid = (triton.cdiv(m, cfg["BLOCK_M"]) * (n // w.rows),)
+            raw[grid](*args, **consts, BLOCK_M=cfg["BLOCK_M"], GROUP_M=cfg["GROUP_M"],
+                      num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        else:
+            tuned[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * (n // w.rows),)](*args, **consts)
+            entry = _config_of(tuned)
+            if entry is not None:
+                self._configs[key] = entry
+                tuning_cache().put(KIND, key, entry)
         return y if out is not None else y.view(*lead, self.out_features)
 
 

@@ -86,6 +86,7 @@ class CudaRuntime(torch.nn.Module):
         self.params = {k: self._place(v) for k, v in graph.params.items()}
         self.kernels: list[KernelChoice] = []
         self.layer_kernels: dict[str, Any] = {}    # layer name -> kernel object (sparse layers)
+        self._warming = False
         consumers = _consumers(graph)
         graph_outputs = set(graph.outputs)
         self._steps: list[Callable[[dict[str, Any]], None]] = []
@@ -148,7 +149,7 @@ class CudaRuntime(torch.nn.Module):
             row_major = not col_ok
 
             def step(env: dict[str, Any]) -> None:
-                env[out] = kernel(env[x_name], row_major)
+                env[out] = kernel(env[x_name], row_major, warm=self._warming)
         else:
             def step(env: dict[str, Any]) -> None:
                 env[out] = kernel(env[x_name])
@@ -187,12 +188,23 @@ class CudaRuntime(torch.nn.Module):
         outs = [env[o] for o in self.graph.outputs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    def warm_up(self, *args: Any) -> Any:
+        """forward() for a warm-up whose result is discarded: kernels are tuned and the same
+        values computed, with 2:4 layers in their cheap-to-set-up layout (semi24.py)."""
+        self._warming = True
+        try:
+            return self.forward(*args)
+        finally:
+            self._warming = False
+
 
 class CudaGraphs:
     """Replays one CUDA graph per input signature of `fn` (a callable on tensors)."""
 
-    def __init__(self, fn: Callable[..., Any], clone_outputs: bool = True) -> None:
+    def __init__(self, fn: Callable[..., Any], clone_outputs: bool = True,
+                 warm_fn: Callable[..., Any] | None = None) -> None:
         self.fn = fn
+        self.warm_fn = warm_fn          # run for the eager warm-up calls instead of fn
         self.clone_outputs = clone_outputs
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list, Any]] = {}
 
@@ -205,7 +217,8 @@ class CudaGraphs:
         # capture); each call copies its inputs into them, from the host or the device
         static = [a.to("cuda", copy=True) if isinstance(a, torch.Tensor) else a for a in args]
         with torch.no_grad():
-            graph, out = capture(lambda: self.fn(*static), warm=2)
+            warm = (lambda: self.warm_fn(*static)) if self.warm_fn is not None else None
+            graph, out = capture(lambda: self.fn(*static), warm=2, warm_fn=warm)
         return graph, static, out
 
     def __call__(self, *args: Any) -> Any:
@@ -237,4 +250,4 @@ def lower_cuda(graph: Graph, *, device: str | torch.device = "cuda",
     rt = CudaRuntime(graph, device=device, dtype=dtype, sparse_kernels=sparse_kernels,
                      allow_col_major=allow_col_major)
     use_graphs = cuda_graphs and torch.device(device).type == "cuda"
-    return rt, (CudaGraphs(rt) if use_graphs else rt)
+    return rt, (CudaGraphs(rt, warm_fn=rt.warm_up) if use_graphs else rt)

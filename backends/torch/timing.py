@@ -39,8 +39,10 @@ def event_time_us(fn: Callable[..., Any], inputs: Sequence[tuple], warmup: int =
     return _median_us(run, len(inputs), warmup, reps)
 
 
-def capture(fn: Callable[[], Any], warm: int = 1) -> tuple[torch.cuda.CUDAGraph, Any]:
-    """(graph, result of fn()) captured on a side stream after `warm` eager calls there.
+def capture(fn: Callable[[], Any], warm: int = 1,
+            warm_fn: Callable[[], Any] | None = None) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """(graph, result of fn()) captured on a side stream after `warm` eager calls there (of
+    `warm_fn` when given: the same work, possibly cheaper to set up, its result discarded).
 
     Uses capture_begin/capture_end directly: `torch.cuda.graph` runs gc.collect() on every
     capture, which costs ~0.5 s in a process holding a large IR."""
@@ -49,7 +51,7 @@ def capture(fn: Callable[[], Any], warm: int = 1) -> tuple[torch.cuda.CUDAGraph,
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.stream(stream):
         for _ in range(warm):                # allocator, handles, kernel tuning: not captured
-            fn()
+            (warm_fn or fn)()
         stream.synchronize()
         graph.capture_begin()
         try:
