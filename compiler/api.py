@@ -165,6 +165,18 @@ def plan_totals(before: Graph, after: Graph, plan: Plan, dtype: str) -> dict[str
     return out
 
 
+def target_info(target) -> dict[str, Any]:
+    """What the report says of the target: its description, whether `--target auto` found it
+    (and on what device), and whether its cost table was measured."""
+    from .cost import default_cost_model, describe_costs
+    from .targets.detect import detection
+    found = detection()
+    return {"name": target.name, "description": target.description,
+            "detected": found.describe() if found is not None and found.target.name == target.name
+            else None,
+            "cost_table": describe_costs(default_cost_model(target))}
+
+
 def _example_dims(graph: Graph, example_inputs: Sequence[Any] | Mapping[str, Any]
                   ) -> dict[str, int]:
     """Sizes of the symbolic input dims in the example inputs: the workload's fallback."""
@@ -227,5 +239,6 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
                if totals.get("predicted_us") else None)
     report = build_report(name or graph.name, target.name, graph.analyses["workload"], plan,
                           pipeline.records, predicted_speedup=speedup, totals=totals,
-                          frontier=graph.analyses.get("frontier"))
+                          frontier=graph.analyses.get("frontier"),
+                          target_info=target_info(target))
     return CompileResult(graph, plan, report, artifact, config)

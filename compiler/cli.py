@@ -7,8 +7,9 @@
     sparsecc bench MODEL --target h100 --batch 1,16,4096 [--seq S] [--plan FILE] [--out JSON]
                                  dense PyTorch vs compiled on the GPU (CUDA), end to end and
                                  per layer, predicted next to measured
-    sparsecc calibrate --target h100 --out FILE
-                                 measure the calibrated cost model's table on this GPU
+    sparsecc calibrate [--target auto] [--out FILE]
+                                 measure the cost-model table on this GPU (or CPU); stored in
+                                 the user's cache, where later compiles on this machine find it
     sparsecc eval MODEL [--plan FILE | --budget E | --speedup S] [--out JSON]
                                  accuracy of the dense and the compiled model on the model's
                                  evaluation task (minilm, mnist-cnn), next to the predicted
@@ -54,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile a model for a target")
     model_args(c)
-    c.add_argument("--target", required=True, help="h100, a100, l4, tpu-v4, tpu-v5e, cpu-x86")
+    c.add_argument("--target", required=True,
+                   help="h200, h100, a100, l4, tpu-v4, tpu-v5e, cpu-x86, or auto (this machine's "
+                        "GPU, else its CPU)")
     c.add_argument("--out", required=True, help="output directory (must not exist)")
     c.add_argument("--backend", default="onnx", help="onnx (default), torch or tvm")
     c.add_argument("--budget", type=float, default=0.02,
@@ -67,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sparse-initializers", action="store_true",
                    help="ONNX: store masked weights as sparse initializers (smaller files; "
                         "ONNX Runtime densifies them at load)")
+    c.add_argument("--no-reconstruct", action="store_true",
+                   help="keep the masked weights as they are (no least-squares refit)")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after each pass into DIR")
     c.add_argument("--verify", action="store_true", help="verify the IR after every pass")
 
@@ -91,16 +96,24 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", default="f16", help="f16 (default) or bf16")
     b.add_argument("--reps", type=_positive_int, default=30, help="timed runs per model")
     b.add_argument("--no-layers", action="store_true", help="skip the per-layer timings")
+    b.add_argument("--no-reconstruct", action="store_true",
+                   help="compile without the least-squares refit (same kernels and shapes)")
     b.add_argument("--tiny", action="store_true", help="the zoo model's small config")
     b.add_argument("--out", help="write the results JSON here")
     b.add_argument("--report-dir", help="write each workload's compile output (report.html "
                                         "with measured µs) under this directory")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
-    cal = sub.add_parser("calibrate", help="measure the cost-model table on this GPU")
-    cal.add_argument("--target", required=True, help="the target the GPU stands for (h100)")
-    cal.add_argument("--out", required=True, help="the table to write (JSON lines)")
+    cal = sub.add_parser("calibrate", help="measure the cost-model table on this GPU or CPU")
+    cal.add_argument("--target", default="auto",
+                     help="auto (default: this machine's target) or its name; a named target "
+                          "must be the device this is")
+    cal.add_argument("--out", help="the table to write (JSON lines); default: the user's cache "
+                                   "(tables/TARGET.jsonl), which later compiles read")
     cal.add_argument("--quick", action="store_true", help="a few points (smoke test)")
+    cal.add_argument("--max-seconds", type=float, default=290.0,
+                     help="stop measuring after this long and write what was measured "
+                          "(default 290)")
     cal.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     e = sub.add_parser("eval", help="accuracy of dense vs compiled on the model's task")
@@ -134,10 +147,11 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     config = CompileConfig(target=a.target, backend=a.backend, budget=a.budget,
                            speedup=a.speedup, batch=a.batch,
                            seq=a.seq if a.seq or not a.batch else 1,
-                           verify_each_pass=a.verify,
+                           verify_each_pass=a.verify, reconstruct=not a.no_reconstruct,
                            sparse_initializers=a.sparse_initializers, **kw)
     # the workload (--batch/--seq) is what the cost model plans for; the model is captured
     # on its own small example inputs, with dynamic dims
+    print(target_line(config.target), flush=True)
     loaded = load_model(a.model, tiny=a.tiny)
     result = compile_model(loaded.model, loaded.example_inputs, config,
                            dynamic_dims=loaded.dynamic_dims, name=loaded.name,
@@ -202,13 +216,14 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     batches = gpu.parse_batches(a.batch)
     dtype = gpu.dtype_of(a.dtype)
     gpu.require_cuda("sparsecc bench")
+    print(target_line(a.target), flush=True)
     loaded = load_model(a.model, tiny=a.tiny)
     seq = a.seq or 1
     cases = []
     for batch in batches:
         config = CompileConfig(target=a.target, backend="torch", budget=a.budget,
                                speedup=a.speedup, batch=batch, seq=seq, dtype=a.dtype,
-                               **_patterns_kw(a.patterns))
+                               reconstruct=not a.no_reconstruct, **_patterns_kw(a.patterns))
         case, result = gpu.bench_case(loaded, config, batch, seq, plan_file=a.plan,
                                       dtype=dtype, warmup=5, reps=a.reps,
                                       layers=not a.no_layers)
@@ -223,7 +238,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     sys.stdout.write(gpu.summary_table(cases))
     if a.out:
         env = gpu.environment()
-        write_json({"environment": env, "model": loaded.name, "target": a.target,
+        from .targets import get_target
+        write_json({"environment": env, "model": loaded.name, "target": get_target(a.target).name,
                     "dtype": a.dtype, "plan_file": a.plan, "budget": a.budget,
                     "cases": cases, "summary": gpu.summarize(cases)}, a.out)
     bad = [c for c in cases if not c["correctness"]["ok"]]
@@ -260,12 +276,32 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(a: argparse.Namespace) -> int:
-    from .benchmarks import calibrate, gpu
-    from .targets import get_target
-    target = get_target(a.target)
-    gpu.require_cuda("sparsecc calibrate")
-    calibrate.run(target, a.out, quick=a.quick)
+    from .benchmarks import calibrate
+    if not a.max_seconds > 0:
+        raise ConfigError(f"--max-seconds must be positive, got {a.max_seconds}")
+    calibrate.run(a.target, a.out, quick=a.quick, max_seconds=a.max_seconds)
     return 0
+
+
+def target_line(name: str) -> str:
+    """What the CLI says first: the target, how it was found, and whether its cost table was
+    measured."""
+    from .cost import default_cost_model, describe_costs
+    from .targets import get_target
+    from .targets.detect import detection
+    target = get_target(name)
+    found = detection()
+    head = found.describe() if found is not None and found.target.name == target.name else \
+        f"target {target.name}: {target.description}"
+    costs = describe_costs(default_cost_model(target))
+    if costs["measured"]:
+        tail = (f"cost table measured on {costs['measured_on'] or 'an unnamed device'}"
+                f"{' ' + costs['date'][:10] if costs.get('date') else ''} "
+                f"({costs['origin']}: {costs['table']})")
+    else:
+        tail = "cost table: not measured (uncalibrated: analytic model; `sparsecc calibrate " \
+               "--target auto` on the device measures one)"
+    return f"{head}; {tail}"
 
 
 def _cmd_models(a: argparse.Namespace) -> int:
@@ -280,10 +316,25 @@ COMMANDS = {"compile": _cmd_compile, "ir": _cmd_ir, "report": _cmd_report,
             "models": _cmd_models}
 
 
+def _one_line_warnings() -> None:
+    """sparsecc's own warnings as `sparsecc: warning: ...` on stderr, one line each."""
+    import warnings
+    from .cache import SparseccWarning
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SparseccWarning):
+            print(f"sparsecc: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a = parser.parse_args(argv)
     debug = getattr(a, "debug", False)
+    _one_line_warnings()
     try:
         return COMMANDS[a.command](a)
     except SparseccError as e:

@@ -31,7 +31,8 @@ DASH = "–"
 def build_report(model: str, target: str, workload: Mapping[str, Any], plan: Plan,
                  passes: Iterable[Any], predicted_speedup: float | None, *,
                  totals: Mapping[str, Any] | None = None, frontier: list | None = None,
-                 measured: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 measured: Mapping[str, Any] | None = None,
+                 target_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     report = {
         "model": model,
         "target": target,
@@ -41,6 +42,8 @@ def build_report(model: str, target: str, workload: Mapping[str, Any], plan: Pla
         "layers": [{k: v for k, v in d.to_dict().items() if k not in ("node", "weight")}
                    for d in plan.decisions],
     }
+    if target_info is not None:
+        report["target_info"] = dict(target_info)
     if totals is not None:
         report["totals"] = dict(totals)
     if frontier is not None:
@@ -48,6 +51,17 @@ def build_report(model: str, target: str, workload: Mapping[str, Any], plan: Pla
     if measured is not None:
         report["measured"] = {name: dict(m) for name, m in measured.items()}
     return report
+
+
+def target_summary(info: Mapping[str, Any]) -> str:
+    """One line: how the target was chosen and whether its cost table was measured."""
+    costs = info.get("cost_table") or {}
+    how = info.get("detected") or f"target {info.get('name')}"
+    if costs.get("measured"):
+        what = f"cost table measured on {costs.get('measured_on') or 'an unnamed device'}"
+    else:
+        what = "uncalibrated (analytic cost model)"
+    return f"{how}; {what}"
 
 
 def _fmt(v: Any) -> str:
@@ -110,6 +124,9 @@ def format_table(report: Mapping[str, Any], width: int = 60) -> str:
     acc = report.get("accuracy")
     if acc:
         head += f"  accuracy {acc['compiled']:.4f} (dense {acc['dense']:.4f})"
+    info = report.get("target_info")
+    if info:
+        head += f"\n{target_summary(info)}"
     numbers = any(c.get("predicted_us") is not None or c.get("error") is not None
                   for layer in report["layers"] for c in layer.get("candidates", ()))
     cols = ["layer", "op", "shape", "chosen"] + (["dense µs", "chosen µs", "error"] if numbers
@@ -203,7 +220,8 @@ def _header(report: Mapping[str, Any]) -> str:
     t = report.get("totals") or {}
     frac, exact = sparsity(report)
     sparse = sum(1 for layer in report["layers"] if layer["chosen"] != "dense")
-    cards = [_card("target", str(report["target"])),
+    info = report.get("target_info")
+    cards = [_card("target", str(report["target"]), target_summary(info) if info else ""),
              _card("workload", _workload(report, " ") or DASH),
              _card("predicted speedup", _speedup(report))]
     acc = report.get("accuracy")

@@ -65,11 +65,14 @@ def test_bench_argument_errors_are_one_line_exit_2(capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
-def test_bench_and_calibrate_need_a_gpu(capsys):
+def test_bench_needs_a_gpu_and_calibrate_only_this_device(capsys):
     assert main(["bench", "tiny-llama", "--target", "h100", "--batch", "1"]) == 2
+    # calibrate measures this machine: a GPU target's table is never measured on a CPU
     assert main(["calibrate", "--target", "h100", "--out", "x.jsonl"]) == 2
-    err = capsys.readouterr().err
-    assert "sparsecc bench needs a CUDA GPU" in err and "sparsecc calibrate needs a CUDA GPU" in err
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"sparsecc: error: sparsecc bench needs a CUDA GPU; torch {torch.__version__} sees none"
+    assert err[1].startswith("sparsecc: error: this machine is ") and "not h100" in err[1]
+    assert "--target auto" in err[1] and len(err) == 2
 
 
 def test_committed_bench_results_meet_what_the_readme_says():

