@@ -60,8 +60,8 @@ def test_config_round_trips_through_json(config):
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(ConfigError, match="unknown target 'h200'; known: a100, cpu-x86"):
-        CompileConfig(target="h200")
+    with pytest.raises(ConfigError, match="unknown target 'h300'; known: a100, cpu-x86"):
+        CompileConfig(target="h300")
     with pytest.raises(ConfigError, match="unknown backend"):
         CompileConfig(backend="tensorrt")
     with pytest.raises(ConfigError, match="unknown pattern 'x'"):

@@ -36,10 +36,7 @@ def environment() -> dict[str, Any]:
         p = torch.cuda.get_device_properties(0)
         env["device"] = p.name
         env["capability"] = f"{p.major}.{p.minor}"
-        try:
-            env["driver"] = int(torch._C._cuda_getDriverVersion())
-        except Exception:                  # noqa: BLE001 - not in every torch build
-            env["driver"] = None
+        env["driver"] = _driver_version()
         try:
             env["cusparselt"] = torch.backends.cusparselt.version()
         except Exception:                  # noqa: BLE001
@@ -50,6 +47,17 @@ def environment() -> dict[str, Any]:
     except ImportError:
         env["triton"] = None
     return env
+
+
+def _driver_version() -> int | None:
+    """The CUDA driver's version (cuDriverGetVersion), or None where libcuda can't say."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+        v = ctypes.c_int()
+        return int(v.value) if lib.cuDriverGetVersion(ctypes.byref(v)) == 0 else None
+    except (OSError, AttributeError):
+        return None
 
 
 def entry_key(*parts: Any) -> str:

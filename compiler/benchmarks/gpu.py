@@ -208,6 +208,8 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
     torch.cuda.synchronize()
     start = time.perf_counter()
     runtime, compiled = lower_cuda(result.ir, dtype=dtype)
+    torch.cuda.synchronize()
+    lower_s = time.perf_counter() - start
     out_c = _first(compiled(*check_in)).float()
     torch.cuda.synchronize()
     build_s = time.perf_counter() - start
@@ -220,6 +222,8 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
         "predicted_speedup": result.report.get("predicted_speedup"),
         "kernels": runtime.kernel_table(),
         "runtime_build_s": round(build_s, 3),
+        "runtime_build_detail": {"lower_s": round(lower_s, 3),
+                                 "warm_and_capture_s": round(sum(compiled.capture_s.values()), 3)},
         "tuning_cache": {"path": cache.path, "hits": cache.hits - hits,
                          "misses": cache.misses - misses, "enabled": cache.enabled},
         "correctness": {"rel_err_vs_masked_dense": relative_error(out_c, out_m),

@@ -78,7 +78,11 @@ def test_channel_half_is_never_slower_and_faster_on_large_layers(name):
         for m in MS:
             s = speedup(model, shape, "channel0.5", m)
             assert s >= 1.0, (shape, m)
-            if min(shape) >= 4096:
+            # halving a large layer pays unless fixed costs dominate its time: on the H200 a
+            # 4096x4096 decode GEMM takes 11.1 us and a 4096x1024 one still 7.9 us (measured,
+            # cost/data/h200.jsonl), so half of it gains ~1.2x, not more
+            dense = model.predict(shape, "linear", "dense", m).us
+            if min(shape) >= 4096 and dense >= 8 * model.target.launch_us:
                 assert s > 1.3, (shape, m)
 
 
