@@ -104,3 +104,15 @@ def test_gpu_grid_is_ordered_by_m_and_covers_every_pattern():
     assert {p[1] for p in points if p[0] == "f16"} == set(calibrate.F16_PATTERNS)
     assert {(p[2], p[3]) for p in points} == set(calibrate.SHAPES)
     assert {p[1] for p in calibrate.grid(patterns=["dense"])} == {"dense"}
+
+
+def test_a_gpu_without_a_kernel_for_a_pattern_is_one_line_per_pattern():
+    # a Turing GPU: no 2:4 sparse tensor cores, no Triton BSR (sm_80+): dense only, each said
+    props = {"name": "Tesla T4", "compute_capability": [7, 5], "sm_count": 40, "memory_gib": 15.0,
+             "l2_mib": 4.0, "cusparselt": False, "triton": True}
+    t4 = det.build_gpu_target("tesla-t4", props, {"gemm_f16_tflops": 40.0, "copy_gbs": 250.0})
+    lines = []
+    assert calibrate.gpu_patterns(t4, lines.append) == ["dense"]
+    assert len(lines) == len(calibrate.F16_PATTERNS) - 1
+    assert all(": no kernel on this GPU (" in line and line.endswith("not measured") for line in lines)
+    assert any("2:4: no kernel on this GPU (tesla-t4 has no N:M sparse hardware)" in l for l in lines)

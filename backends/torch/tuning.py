@@ -28,6 +28,22 @@ SCHEMA = 1
 Checker = Callable[[Mapping[str, Any]], str | None]
 
 
+def library_versions() -> dict[str, Any]:
+    """cuSPARSELt and Triton versions (None where absent)."""
+    import torch
+    out: dict[str, Any] = {}
+    try:
+        out["cusparselt"] = torch.backends.cusparselt.version()
+    except Exception:                      # noqa: BLE001 - not in every torch build
+        out["cusparselt"] = None
+    try:
+        import triton
+        out["triton"] = triton.__version__
+    except ImportError:
+        out["triton"] = None
+    return out
+
+
 def environment() -> dict[str, Any]:
     """What a tuning choice depends on besides its shape: device and library versions."""
     import torch
@@ -37,15 +53,7 @@ def environment() -> dict[str, Any]:
         env["device"] = p.name
         env["capability"] = f"{p.major}.{p.minor}"
         env["driver"] = _driver_version()
-        try:
-            env["cusparselt"] = torch.backends.cusparselt.version()
-        except Exception:                  # noqa: BLE001
-            env["cusparselt"] = None
-    try:
-        import triton
-        env["triton"] = triton.__version__
-    except ImportError:
-        env["triton"] = None
+    env.update(library_versions())
     return env
 
 

@@ -35,7 +35,7 @@ import torch
 
 from sparsecc.backends.torch.runtime import CudaGraphs, lower_cuda
 from sparsecc.backends.torch.timing import relative_error
-from sparsecc.backends.torch.tuning import tuning_cache
+from sparsecc.backends.torch.tuning import library_versions, tuning_cache
 from sparsecc.errors import ConfigError, SparseccError
 from sparsecc.ir.graph import torch_dtype
 from sparsecc.patterns import parse_pattern
@@ -256,15 +256,7 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
         env["cuda"] = torch.version.cuda
-        try:
-            env["cusparselt"] = torch.backends.cusparselt.version()
-        except Exception:            # noqa: BLE001 - informational only
-            env["cusparselt"] = None
-        try:
-            import triton
-            env["triton"] = triton.__version__
-        except ImportError:
-            env["triton"] = None
+        env.update(library_versions())
     return env
 
 

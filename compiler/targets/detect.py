@@ -180,12 +180,17 @@ def detect_gpu(props: dict[str, Any], probe: Callable[[dict], dict] | None = Non
     known = match_known(device)
     if known:
         return Detection(_packaged(known), device, "known")
-    name = slug(device)
+    return _cached_or_built(slug(device), device, props, probe or probe_gpu, build_gpu_target)
+
+
+def _cached_or_built(name: str, device: str, props: dict[str, Any],
+                     probe: Callable[[dict], dict], build: Callable[..., Target]) -> Detection:
+    """The target built earlier for this device, else probe it, build one and keep it."""
     cached = _load_cached(name)
     if cached is not None:
         return Detection(cached, device, "cached")
-    measured = (probe or probe_gpu)(props)
-    target = build_gpu_target(name, props, measured)
+    measured = probe(props)
+    target = build(name, props, measured)
     _save(target)
     return Detection(target, device, "built", tuple(measured.get("notes", ())))
 
@@ -347,15 +352,9 @@ def cpu_target_name(props: dict[str, Any]) -> str:
 
 
 def detect_cpu(props: dict[str, Any], probe: Callable[[dict], dict] | None = None) -> Detection:
-    name = cpu_target_name(props)
     device = f"{props['name']} ({props['cores']} cores, {', '.join(props['isa']) or 'no AVX'})"
-    cached = _load_cached(name)
-    if cached is not None:
-        return Detection(cached, device, "cached")
-    measured = (probe or probe_cpu)(props)
-    target = build_cpu_target(name, props, measured)
-    _save(target)
-    return Detection(target, device, "built", tuple(measured.get("notes", ())))
+    return _cached_or_built(cpu_target_name(props), device, props, probe or probe_cpu,
+                            build_cpu_target)
 
 
 def probe_cpu(props: dict[str, Any]) -> dict[str, Any]:
