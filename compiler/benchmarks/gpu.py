@@ -8,9 +8,10 @@ For every workload (batch, seq):
   3. correctness first: on a fresh random input the compiled output must equal masked dense
      within 1e-2 relative (and we record both against the fp32 IR interpreter); a failure stops
      that workload before any timing;
-  4. end to end: after warm-up, dense and compiled are timed alternately with CUDA events on
-     rotating fresh random inputs (input copy into the graph's buffers and output copy
-     included for both), medians and their ratio;
+  4. end to end: after warm-up, dense, compiled and `torch.compile` dense (inductor, default
+     mode, checked against eager dense first: the peer a GPU user already has) are timed in
+     turn with CUDA events on rotating fresh random inputs, all three replaying CUDA graphs
+     (input copy into the graph's buffers and output copy included), medians and ratios;
   5. per layer (linear layers): the dense layer at its original shape and every candidate
      pattern at the layer's compiled input width are timed alone (`time_linear`), next to the
      cost model's predictions; `regret` compares the chosen pattern with the fastest measured
@@ -69,22 +70,47 @@ def _first(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _time_pair(a, b, inputs: Sequence[tuple], warmup: int, reps: int) -> tuple[float, float]:
-    """Medians (µs) of a(*x) and b(*x), timed alternately with CUDA events on rotating x."""
+def _time_alternating(fns: Sequence, inputs: Sequence[tuple], warmup: int,
+                      reps: int) -> list[float]:
+    """Median µs of each fn(*x), the fns timed in turn with CUDA events on rotating x."""
     for i in range(warmup):
-        a(*inputs[i % len(inputs)])
-        b(*inputs[i % len(inputs)])
-    ta, tb = [], []
+        for fn in fns:
+            fn(*inputs[i % len(inputs)])
+    times: list[list[float]] = [[] for _ in fns]
     for i in range(reps):
         x = inputs[i % len(inputs)]
-        for fn, acc in ((a, ta), (b, tb)):
+        for fn, acc in zip(fns, times):
             s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             s.record()
             fn(*x)
             e.record()
             e.synchronize()
             acc.append(s.elapsed_time(e) * 1000.0)
-    return statistics.median(ta), statistics.median(tb)
+    return [statistics.median(t) for t in times]
+
+
+def _time_pair(a, b, inputs: Sequence[tuple], warmup: int, reps: int) -> tuple[float, float]:
+    """Medians (µs) of a(*x) and b(*x), timed alternately with CUDA events on rotating x."""
+    ta, tb = _time_alternating((a, b), inputs, warmup, reps)
+    return ta, tb
+
+
+def torch_compile_baseline(model: torch.nn.Module, check_in: tuple, ref: torch.Tensor,
+                           log=print) -> tuple[Any, dict[str, Any]]:
+    """The peer a GPU user already has: `torch.compile(model)` (inductor, default mode),
+    replayed in CUDA graphs like the others, checked against eager dense first. Returns
+    (runner or None, record); a compile that fails is recorded, not fatal."""
+    start = time.perf_counter()
+    try:
+        runner = CudaGraphs(torch.compile(model, dynamic=False))
+        out = _first(runner(*check_in)).float()
+    except Exception as e:                 # noqa: BLE001 - the bench goes on without it
+        log(f"  torch.compile dense baseline failed: {str(e).splitlines()[0][:160]}")
+        return None, {"error": str(e).splitlines()[0][:300]}
+    err = relative_error(out, ref)
+    rec = {"mode": "default", "compile_and_capture_s": round(time.perf_counter() - start, 1),
+           "rel_err_vs_eager_dense": err}
+    return (runner if err <= CORRECT_TOL else None), rec
 
 
 def _valid(c: dict[str, Any]) -> bool:
@@ -238,13 +264,22 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
         log(f"  batch {batch} seq {seq}: compiled differs from masked dense "
             f"({case['correctness']['rel_err_vs_masked_dense']:.2e}); not timed")
         return case, result
-    d_us, c_us = _time_pair(dense, compiled, pool, warmup, reps)
+    out_d = _first(dense(*check_in)).float()
+    peer, case["torch_compile_dense"] = torch_compile_baseline(dense_model, check_in, out_d, log)
+    fns = (dense, compiled) if peer is None else (dense, compiled, peer)
+    times = _time_alternating(fns, pool, warmup, reps)
+    d_us, c_us = times[0], times[1]
     case["e2e"] = {"dense_us": d_us, "compiled_us": c_us, "speedup": d_us / c_us}
+    text = ""
+    if peer is not None:
+        case["e2e"].update(torch_compile_dense_us=times[2],
+                           speedup_vs_torch_compile=times[2] / c_us)
+        text = f", torch.compile dense {times[2]:.1f} µs ({times[2] / c_us:.2f}x)"
     log(f"  batch {batch} seq {seq}: dense {d_us:.1f} µs, compiled {c_us:.1f} µs, "
-        f"{d_us / c_us:.2f}x")
+        f"{d_us / c_us:.2f}x{text}")
     if layers:
         case["layers"] = layer_rows(result, runtime, case["rows"], dtype, reps)
-    del dense, dense_model, compiled, runtime
+    del dense, dense_model, compiled, runtime, peer
     torch.cuda.empty_cache()
     return case, result
 
@@ -266,14 +301,16 @@ def require_cuda(what: str) -> None:
 
 
 def summary_table(cases: list[dict[str, Any]]) -> str:
-    lines = [f"{'batch':>6} {'seq':>5} {'rows':>6} {'dense µs':>10} {'compiled µs':>12} "
-             f"{'speedup':>8} {'rel err':>8} {'build s':>8}"]
+    lines = [f"{'batch':>6} {'seq':>5} {'rows':>6} {'dense µs':>10} {'t.compile µs':>12} "
+             f"{'compiled µs':>12} {'speedup':>8} {'vs t.c':>7} {'rel err':>8} {'build s':>8}"]
     for c in cases:
         e = c.get("e2e") or {}
         lines.append(f"{c['batch']:>6} {str(c['seq']):>5} {c['rows']:>6} "
                      f"{e.get('dense_us', float('nan')):>10.1f} "
+                     f"{e.get('torch_compile_dense_us', float('nan')):>12.1f} "
                      f"{e.get('compiled_us', float('nan')):>12.1f} "
                      f"{e.get('speedup', float('nan')):>8.2f} "
+                     f"{e.get('speedup_vs_torch_compile', float('nan')):>7.2f} "
                      f"{c['correctness']['rel_err_vs_masked_dense']:>8.1e} "
                      f"{c.get('runtime_build_s', float('nan')):>8.2f}")
     return "\n".join(lines) + "\n"

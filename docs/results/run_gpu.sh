@@ -116,6 +116,20 @@ h200)   # --target auto on this GPU (packaged h200 table), the 2:4 prefill runti
      --plan $plans/llama3-2to4.json --no-layers --reps 20 --out "$out/bench-2to4-decode.json" 2>&1 | tail -4
   echo "decode done at $(( $(date +%s) - t0 )) s"
   ;;
+h200-bench)   # the 2:4 plan's runtime with a cold then a warm tuning cache, prefill and decode,
+              # eager dense and torch.compile dense side by side (all in CUDA graphs)
+  t0=$(date +%s)
+  for w in prefill decode; do
+    export SPARSECC_CACHE_DIR=/tmp/scc-$w
+    rm -rf "$SPARSECC_CACHE_DIR"
+    work="--batch 1 --seq 4096"; [ $w = decode ] && work="--batch 1,16"
+    for run in cold warm; do
+      timeout 90 $py -m sparsecc.cli bench llama3-8b-layer --target h200 $work --no-reconstruct \
+         --plan $plans/llama3-2to4.json --no-layers --reps 20 --out "$out/bench-2to4-$w-$run.json" 2>&1 | tail -4
+      echo "$w $run done at $(( $(date +%s) - t0 )) s"
+    done
+  done
+  ;;
 zoo)
   # every zoo model: compiled vs masked dense (the JSON's correctness), the compiler's pick
   sc bench minilm --target h100 --batch 8 --seq 128 --budget 1 --no-layers --reps 10 \
