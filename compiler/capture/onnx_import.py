@@ -42,7 +42,7 @@ from ..errors import SparseccError
 from ..ir import ops
 from ..ir.graph import SYM, DType, Graph, Node, Ref, Value, dtype_name, torch_dtype
 from ..ir.interpreter import bind_outputs, resolve_refs
-from ..ir.symbolic import free_symbols, normalize_dim
+from ..ir.symbolic import RESERVED_NAMES, free_symbols, normalize_dim, parse_dim
 
 MIN_OPSET = 13
 
@@ -184,7 +184,7 @@ class ShapeInference:
         if isinstance(d, int):
             return d
         if d not in self.dims:
-            expr = sympy.sympify(d, locals={"Max": sympy.Max, "Min": sympy.Min})
+            expr = parse_dim(d)
             self.dims[d] = _evaluate(expr, self._symbol)
             self.hints[d] = self.hint(d)
         return self.dims[d]
@@ -193,7 +193,7 @@ class ShapeInference:
         if isinstance(d, int):
             return d
         if d not in self.hints:
-            expr = sympy.sympify(d, locals={"Max": sympy.Max, "Min": sympy.Min})
+            expr = parse_dim(d)
             for s in expr.free_symbols:
                 self._symbol(s.name)
             self.hints[d] = int(expr.xreplace({sympy.Symbol(k): v for k, v in self.hints.items()
@@ -310,12 +310,16 @@ class ShapeInference:
         return self.dim(self.fakes[item.name]) if isinstance(item, Ref) else item
 
 
+def _dim_expr(d: int | str) -> sympy.Expr:
+    return sympy.Integer(d) if isinstance(d, int) else parse_dim(d)
+
+
 def _reshaped(old: tuple, new: list[int | str]) -> tuple | None:
     """`new` with its -1 worked out from the element count of `old`; None if not exact."""
     if sum(1 for d in new if isinstance(d, int) and d == -1) != 1:
         return tuple(new) if -1 not in new else None
-    known = [sympy.sympify(d) for d in new if not (isinstance(d, int) and d == -1)]
-    rest = sympy.cancel(sympy.Mul(*[sympy.sympify(d) for d in old]) / sympy.Mul(*known))
+    known = [_dim_expr(d) for d in new if not (isinstance(d, int) and d == -1)]
+    rest = sympy.cancel(sympy.Mul(*[_dim_expr(d) for d in old]) / sympy.Mul(*known))
     num, den = sympy.fraction(rest)
     if den != 1 or not (num.is_Integer or num.is_polynomial()):
         return None
@@ -698,13 +702,15 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def _is_dim_expr(text: str) -> bool:
     """A dim_param the IR can hold as is: a sympy expression over plain identifiers."""
     try:
-        expr = sympy.sympify(text, locals={"Max": sympy.Max, "Min": sympy.Min})
-    except Exception:
+        expr = parse_dim(text)
+    except ValueError:
         return False
     if not isinstance(expr, sympy.Expr) or expr.atoms(sympy.Function) or expr.has(
             sympy.I, sympy.E, sympy.pi, sympy.oo, sympy.zoo, sympy.nan):
         return False
     names = set(_IDENT.findall(text)) - {"Max", "Min"}
+    if names & RESERVED_NAMES:
+        return False
     return bool(names) and {s.name for s in expr.free_symbols} == names and \
         not expr.is_number and free_symbols(normalize_dim(expr)) == names
 

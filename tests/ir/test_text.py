@@ -68,3 +68,25 @@ def test_equality_sees_attribute_changes():
 def test_parse_errors_name_the_line(bad, where):
     with pytest.raises(IRParseError, match=where):
         parse(bad)
+
+
+PAYLOAD = "__import__('os').system('touch PWNED')"
+
+
+@pytest.mark.parametrize("dim", [PAYLOAD, "seq.__class__", "(lambda: 1)()", "exec('1')"])
+def test_symbolic_dim_text_is_parsed_never_evaluated(dim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = f'graph g(%x: f32[{dim}, 4]) {{\n  return %x\n}}\n'
+    with pytest.raises(IRParseError):
+        parse(text)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_dim_grammar_keeps_what_shapes_use():
+    from sparsecc.ir.symbolic import normalize_dim, parse_dim
+    assert normalize_dim("s0//2 + 1") == "floor(s0/2)+1"
+    assert normalize_dim("Max(1, batch)") == "Max(1,batch)"
+    assert normalize_dim("2*seq**2") == "2*seq**2"
+    for bad in ("1.5", "seq**seq", "x[0]", "a if b else c", "(" * 500 + "1" + ")" * 500):
+        with pytest.raises(ValueError, match="not a dimension expression"):
+            parse_dim(bad)
