@@ -285,15 +285,13 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
 
 def target_line(name: str) -> str:
     """What the CLI says first: the target, how it was found, and whether its cost table was
-    measured."""
-    from .cost import default_cost_model, describe_costs
+    measured (the report's `target_info`, in one line)."""
+    from .api import target_info
     from .targets import get_target
-    from .targets.detect import detection
     target = get_target(name)
-    found = detection()
-    head = found.describe() if found is not None and found.target.name == target.name else \
-        f"target {target.name}: {target.description}"
-    costs = describe_costs(default_cost_model(target))
+    info = target_info(target)
+    costs = info["cost_table"]
+    head = info["detected"] or f"target {target.name}: {target.description}"
     if costs["measured"]:
         tail = (f"cost table measured on {costs['measured_on'] or 'an unnamed device'}"
                 f"{' ' + costs['date'][:10] if costs.get('date') else ''} "

@@ -224,7 +224,13 @@ class BsrLinear:
         self.out_features, self.in_features = weight.shape
         self.dtype = weight.dtype
         self.bias = None if bias is None else bias.to(weight.dtype).contiguous()
-        self._configs: dict[str, dict] = {}
+        self._configs: dict[int, dict] = {}      # M class -> launch config
+
+    def _key(self, m_class: int) -> str:
+        """The tuning cache's key of this layer's kernel at one M class."""
+        w = self.packed
+        return entry_key(*w.shape, w.nnz, w.rows, w.cols, m_class, self.dtype,
+                         self.bias is not None, self.unroll)
 
     def __call__(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """y = x Wᵀ + b for x [..., K]; `out` (a [M, N] tensor of the weight's dtype, any
@@ -249,13 +255,12 @@ class BsrLinear:
         args = (x2d, w.blocks, w.row_ptr, w.col_idx, bias, y, m, n, k, w.nnz, m_class,
                 x2d.stride(0), x2d.stride(1), y.stride(0), y.stride(1))
         consts = dict(HAS_BIAS=self.bias is not None, BS_N=w.rows, BS_K=w.cols, UNROLL=self.unroll)
-        key = entry_key(n, k, w.nnz, w.rows, w.cols, m_class, self.dtype, self.bias is not None,
-                        self.unroll)
-        cfg = self._configs.get(key)
+        cfg = self._configs.get(m_class)
         if cfg is None:
+            key = self._key(m_class)
             cfg = tuning_cache().get(KIND, key, _check_entry)
         if cfg is not None:                # tuned before, here or in an earlier process
-            self._configs[key] = cfg
+            self._configs[m_class] = cfg
             grid = (triton.cdiv(m, cfg["BLOCK_M"]) * (n // w.rows),)
             raw[grid](*args, **consts, BLOCK_M=cfg["BLOCK_M"], GROUP_M=cfg["GROUP_M"],
                       num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
@@ -263,7 +268,7 @@ class BsrLinear:
             tuned[lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * (n // w.rows),)](*args, **consts)
             entry = _config_of(tuned)
             if entry is not None:
-                self._configs[key] = entry
+                self._configs[m_class] = entry
                 tuning_cache().put(KIND, key, entry)
         return y if out is not None else y.view(*lead, self.out_features)
 

@@ -185,13 +185,6 @@ class Semi24Linear:
         disk.put(KIND, entry_key(*shared), dataclasses.asdict(best))
         return best
 
-    def tuned(self, m: int, row_major: bool = True) -> bool:
-        """Whether M=m has a config already (in this process or on disk): no tuning run."""
-        key = (self.padded(m), row_major)
-        shared = (self.out_features, self.in_features, self.dtype, self.bias is not None) + key
-        return key in self.configs or shared in _TUNED or \
-            tuning_cache().get(KIND, entry_key(*shared), _check_entry) is not None
-
     def __call__(self, x: torch.Tensor, row_major: bool = True, warm: bool = False) -> torch.Tensor:
         """y = x Wᵀ + b for x [..., K]; tunes on the first call at a new M. `warm`: a warm-up
         call whose result is discarded — same values, run in the cheap-to-set-up "col" layout."""

@@ -142,10 +142,6 @@ class TuningCache:
             self._warn_once("write", f"can't write the tuning cache {self.path} ({e.strerror}); "
                                      f"tuning will be repeated in the next process")
 
-    def stats(self) -> dict[str, Any]:
-        return {"path": self.path, "hits": self.hits, "misses": self.misses,
-                "enabled": self.enabled}
-
 
 _CACHE: TuningCache | None = None
 

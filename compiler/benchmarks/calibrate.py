@@ -261,6 +261,7 @@ def run(target_name: str = "auto", out: str | None = None, quick: bool = False,
     """Measure the table; returns a summary (path, rows, seconds, skipped)."""
     start = time.monotonic()
     target, device, found = resolve(target_name)
+    into_cache = out is None
     out = out or default_out(target)
     env = environment(device, target)
     log(f"{found}; calibrating {target.name} on {'the GPU' if device == 'cuda' else 'the CPU'}")
@@ -304,7 +305,7 @@ def run(target_name: str = "auto", out: str | None = None, quick: bool = False,
     if os.path.exists(out + ".partial"):
         os.unlink(out + ".partial")
     log(f"wrote {len(rows)} rows to {out} in {env['seconds']} s; compiles for {target.name} on "
-        f"this machine now use it" if out == default_out(target) else
+        f"this machine now use it" if into_cache else
         f"wrote {len(rows)} rows to {out} in {env['seconds']} s")
     if target.name not in target_names() and any(r["op"] == "gemm" for r in rows):
         refit_built_target(target, out, log)
