@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .capture import capture
+from .backend import Artifact, get_backend
 from .config import CompileConfig
 from .errors import ConfigError, OutputExistsError
 from .ir import Graph
@@ -31,26 +32,22 @@ class CompileResult:
     ir: Graph
     plan: Plan
     report: dict[str, Any]
-    artifact: Any
+    artifact: Artifact
     config: CompileConfig
-    external_data: bool = False   # force weights into model.onnx.data even when small
 
     def onnx_session(self, device: str = "auto"):
         """An ONNX Runtime session over the lowered model: the CUDA provider when `device` is
         "cuda", or "auto" and onnxruntime-gpu (the `gpu` extra) is installed; else CPU."""
-        import onnxruntime as ort
         if self.config.backend != "onnx":
             raise ConfigError(f"onnx_session() needs backend 'onnx', not {self.config.backend!r}")
-        available = ort.get_available_providers()
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise ConfigError("the CUDA execution provider is not available: install "
-                              "sparsecc[gpu] (onnxruntime-gpu) on a machine with a GPU")
-        use_cuda = device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in available)
-        providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
-        return ort.InferenceSession(self._onnx_bytes(), providers=providers)
+        return self.artifact.session(device)
 
-    def _onnx_bytes(self) -> bytes:
-        return self.artifact.SerializeToString()
+    @property
+    def module(self) -> torch.nn.Module:
+        """The torch backend's compiled module (`backend="torch"`)."""
+        if self.config.backend != "torch":
+            raise ConfigError(f"module needs backend 'torch', not {self.config.backend!r}")
+        return self.artifact.module
 
     def save(self, out_dir: str | os.PathLike, *, force: bool = False) -> str:
         """Write the outputs to `out_dir` via a temp dir renamed at the end: never half a dir."""
@@ -89,15 +86,7 @@ class CompileResult:
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(self.config.to_dict(), f, indent=2)
             f.write("\n")
-        if self.config.backend == "tvm":
-            self.artifact.export_library(os.path.join(d, "model.so"))
-        if self.config.backend == "onnx":
-            import onnx
-            # protobuf can't hold 2 GB: big models keep their weights in model.onnx.data
-            big = sum(t.numel() * t.element_size() for t in self.ir.params.values()) > EXTERNAL
-            onnx.save(self.artifact, os.path.join(d, "model.onnx"),
-                      save_as_external_data=big or self.external_data,
-                      all_tensors_to_one_file=True, location="model.onnx.data")
+        self.artifact.save(d)
 
 
 def default_passes(forced: Mapping[str, str] | None = None,
@@ -111,6 +100,7 @@ def default_passes(forced: Mapping[str, str] | None = None,
     from sparsecc.passes.plan_layers import PlanLayers
     from sparsecc.passes.shrink_channels import ShrinkChannels
     from sparsecc.passes.predict_latency import PredictLatency
+    from sparsecc.passes.predict_model import PredictModel
     from sparsecc.passes.select_patterns import SelectPatterns
     from sparsecc.passes.reconstruct import Reconstruct
     from sparsecc.passes.score_importance import ScoreImportance
@@ -118,29 +108,29 @@ def default_passes(forced: Mapping[str, str] | None = None,
     passes = [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items())),
               ScoreImportance(config.importance), GroupChannels(), EstimateError(),
               PredictLatency(), SelectPatterns(), ShrinkChannels(), ApplyMasks()]
-    return passes + ([Reconstruct()] if config.reconstruct else [])
+    return passes + ([Reconstruct()] if config.reconstruct else []) + [PredictModel()]
 
 
-def lower(graph: Graph, config: CompileConfig) -> Any:
-    backend = config.backend
-    if backend == "onnx":
-        from sparsecc.backends.onnx import export_onnx
-        patterns = {n.outputs[0]: {"sparsecc.pattern": n.attrs["sparsity"]}
-                    for n in graph.nodes if n.attrs.get("sparsity")}
-        return export_onnx(graph, node_metadata=patterns,
-                           sparse_initializers=config.sparse_initializers)
-    if backend == "torch":
-        from sparsecc.backends.torch import lower_torch
-        return lower_torch(graph)
-    if backend == "tvm":
-        from sparsecc.backends.tvm import compile_tvm
-        return compile_tvm(graph, target="llvm")
-    raise ConfigError(f"backend {backend!r} is not available in this version of sparsecc "
-                      f"(available: onnx, torch, tvm)")
+def lower(graph: Graph, config: CompileConfig, target: Any = None) -> Artifact:
+    """The planned graph as the configured backend's artifact."""
+    return get_backend(config.backend).lower(graph, config, target or get_target(config.target))
+
+
+def load(directory: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
+    """The compiled module saved by `CompileResult.save` (backend torch) in `directory`, on
+    `device`: files checked against their manifest, no pickle, no new tuning."""
+    path = os.fspath(directory)
+    config_path = os.path.join(path, "config.json")
+    backend = "torch"
+    if os.path.isfile(config_path):
+        from .cache import read_json
+        cfg = read_json(config_path, "compile config", say=None)
+        backend = cfg.get("backend", "torch") if isinstance(cfg, dict) else "torch"
+    artifact = get_backend(backend).load(path, device)
+    return artifact.module if hasattr(artifact, "module") else artifact
 
 
 _BYTES = {"f16": 2, "bf16": 2, "f32": 4}
-EXTERNAL = 1_800_000_000   # weights past this many bytes go to external data
 
 
 def plan_totals(before: Graph, after: Graph, plan: Plan, dtype: str) -> dict[str, Any]:
@@ -163,6 +153,13 @@ def plan_totals(before: Graph, after: Graph, plan: Plan, dtype: str) -> dict[str
         out["predicted_us"] = sum(b for _, b in known)
         out["layers_predicted"] = f"{len(known)} of {len(plan.decisions)} weight layers"
     return out
+
+
+def artifact_info(backend: str, artifact: Artifact) -> dict[str, Any]:
+    """What the written artifact runs each layer with, read from the artifact itself."""
+    return {"backend": backend, "layers": {k: {**v, "weight_shape": list(v["weight_shape"])
+                                               if v.get("weight_shape") else None}
+                                           for k, v in artifact.kernels().items()}}
 
 
 def target_info(target) -> dict[str, Any]:
@@ -233,12 +230,14 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     graph = pipeline.run(graph, PassContext(config=config, target=target,
                                             calibration=tuple(calibration)))
     plan = graph.analyses["plan"]
-    artifact = lower(graph, config)
+    artifact = lower(graph, config, target)
     totals = plan_totals(before, graph, plan, config.dtype)
     speedup = (totals["dense_us"] / totals["predicted_us"]
                if totals.get("predicted_us") else None)
     report = build_report(name or graph.name, target.name, graph.analyses["workload"], plan,
                           pipeline.records, predicted_speedup=speedup, totals=totals,
                           frontier=graph.analyses.get("frontier"),
-                          target_info=target_info(target))
+                          target_info=target_info(target),
+                          whole_model=graph.analyses.get("model_prediction"),
+                          artifact=artifact_info(config.backend, artifact))
     return CompileResult(graph, plan, report, artifact, config)

@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="h200, h100, a100, l4, tpu-v4, tpu-v5e, cpu-x86, or auto (this machine's "
                         "GPU, else its CPU)")
     c.add_argument("--out", required=True, help="output directory (must not exist)")
-    c.add_argument("--backend", default="onnx", help="onnx (default), torch or tvm")
+    c.add_argument("--backend", default=None,
+                   help="torch, onnx or tvm (default: torch for GPU targets, onnx otherwise); "
+                        "only patterns the backend runs on a kernel of theirs are planned")
     c.add_argument("--budget", type=float, default=0.02,
                    help="total error budget: the sum of per-layer relative output errors")
     c.add_argument("--speedup", type=float,
@@ -67,9 +69,6 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--patterns", help="candidate patterns, e.g. '2:4,channel0.5,dense'")
     c.add_argument("--plan", help="a plan file {\"layers\": {name: pattern}} to apply")
     c.add_argument("--force", action="store_true", help="replace an existing --out directory")
-    c.add_argument("--sparse-initializers", action="store_true",
-                   help="ONNX: store masked weights as sparse initializers (smaller files; "
-                        "ONNX Runtime densifies them at load)")
     c.add_argument("--no-reconstruct", action="store_true",
                    help="keep the masked weights as they are (no least-squares refit)")
     c.add_argument("--dump-ir", metavar="DIR", help="write the IR after each pass into DIR")
@@ -148,7 +147,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                            speedup=a.speedup, batch=a.batch,
                            seq=a.seq if a.seq or not a.batch else 1,
                            verify_each_pass=a.verify, reconstruct=not a.no_reconstruct,
-                           sparse_initializers=a.sparse_initializers, **kw)
+                           **kw)
     # the workload (--batch/--seq) is what the cost model plans for; the model is captured
     # on its own small example inputs, with dynamic dims
     print(target_line(config.target), flush=True)
@@ -161,9 +160,11 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     sparse = sum(d.chosen != "dense" for d in result.plan.decisions)
     speed = result.report["predicted_speedup"]
     speed_text = f"{speed:.2f}x" if speed is not None else "unknown"
-    print(f"compiled {loaded.name} for {config.target}: {sparse} of "
+    whole = (result.report.get("whole_model") or {}).get("speedup")
+    whole_text = f", {whole:.2f}x whole model" if whole is not None else ""
+    print(f"compiled {loaded.name} for {config.target} ({config.backend}): {sparse} of "
           f"{len(result.plan.decisions)} layers sparse, predicted speedup {speed_text} "
-          f"(weight layers) -> {path}")
+          f"(weight layers){whole_text} -> {path}")
     return 0
 
 

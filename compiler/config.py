@@ -10,11 +10,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .backend import backend_names, default_backend
 from .errors import ConfigError
 from .patterns import Pattern, parse_pattern
 from .targets import get_target
 
-BACKENDS = ("onnx", "torch", "tvm")
 MODES = ("prefill", "decode", "vision")
 
 
@@ -24,7 +24,7 @@ IMPORTANCE = ("magnitude", "wanda", "taylor")
 @dataclasses.dataclass(frozen=True)
 class CompileConfig:
     target: str = "h100"
-    backend: str = "onnx"
+    backend: str | None = None        # None: the target's default (torch on GPUs, else onnx)
     # candidate patterns; the selector picks per layer (dense is always a candidate)
     patterns: tuple[str, ...] = ("2:4", "block64x64@0.25", "channel0.25", "channel0.5", "dense")
     budget: float = 0.02              # total error budget (sum of per-layer relative errors)
@@ -34,15 +34,21 @@ class CompileConfig:
     mode: str | None = None           # prefill | decode | vision; None: the model's own
     overrides: tuple[tuple[str, str], ...] = ()   # (layer name or regex, pattern)
     dtype: str = "f16"
-    sparse_initializers: bool = False   # ONNX: store masked weights as sparse initializers
     verify_each_pass: bool = False
     importance: str = "wanda"         # magnitude | wanda | taylor (wanda/taylor need calibration)
     reconstruct: bool = True          # refit sparse layers' kept weights to calibration inputs
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "target", get_target(self.target).name)
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        target = get_target(self.target)
+        object.__setattr__(self, "target", target.name)
+        if self.backend is None:
+            object.__setattr__(self, "backend", default_backend(target))
+        if self.backend not in backend_names():
+            raise ConfigError(f"unknown backend {self.backend!r}; known: "
+                              f"{', '.join(backend_names())}")
+        if self.backend not in target.backends:
+            raise ConfigError(f"backend {self.backend} does not run on {target.name}; it has "
+                              f"{', '.join(target.backends)}")
         pats = (self.patterns,) if isinstance(self.patterns, str) else tuple(self.patterns)
         if not pats:
             raise ConfigError("patterns: give at least one candidate pattern")

@@ -32,7 +32,9 @@ def build_report(model: str, target: str, workload: Mapping[str, Any], plan: Pla
                  passes: Iterable[Any], predicted_speedup: float | None, *,
                  totals: Mapping[str, Any] | None = None, frontier: list | None = None,
                  measured: Mapping[str, Any] | None = None,
-                 target_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 target_info: Mapping[str, Any] | None = None,
+                 whole_model: Mapping[str, Any] | None = None,
+                 artifact: Mapping[str, Any] | None = None) -> dict[str, Any]:
     report = {
         "model": model,
         "target": target,
@@ -50,6 +52,10 @@ def build_report(model: str, target: str, workload: Mapping[str, Any], plan: Pla
         report["frontier"] = [dict(p) for p in frontier]
     if measured is not None:
         report["measured"] = {name: dict(m) for name, m in measured.items()}
+    if whole_model is not None:
+        report["whole_model"] = dict(whole_model)
+    if artifact is not None:
+        report["artifact"] = dict(artifact)
     return report
 
 
@@ -167,9 +173,20 @@ def _totals_line(report: Mapping[str, Any]) -> str:
     if t.get("bytes_saved") is not None:
         parts.append(f"{_bytes(t['bytes_saved'])} saved")
     if t.get("dense_us") is not None or t.get("predicted_us") is not None:
-        parts.append(f"dense {_fmt(t.get('dense_us'))} µs -> predicted "
+        parts.append(f"weight layers: dense {_fmt(t.get('dense_us'))} µs -> predicted "
                      f"{_fmt(t.get('predicted_us'))} µs")
+    w = report.get("whole_model")
+    if w and w["planned"].get("total_us") is None:
+        parts.append(f"whole model: not predicted ({(w['planned'].get('unpredicted') or ['?'])[0]})")
+    elif w:
+        parts.append(f"whole model: dense {_fmt(w['dense']['total_us'])} µs -> predicted "
+                     f"{_fmt(w['planned']['total_us'])} µs ({_ratio(w.get('speedup'))}; "
+                     f"fused {_ratio(w.get('fused_speedup'))})")
     return "totals: " + ("; ".join(parts) if parts else DASH)
+
+
+def _ratio(v: Any) -> str:
+    return DASH if v is None else f"{v:.2f}x"
 
 
 # ---------------------------------------------------------------- HTML page
@@ -308,6 +325,18 @@ def _totals(report: Mapping[str, Any]) -> str:
         rows.append(("dense latency, predicted", f"{_fmt_us(t['dense_us'])} µs"))
     if "predicted_us" in t:
         rows.append(("sparse latency, predicted", f"{_fmt_us(t['predicted_us'])} µs"))
+    w = report.get("whole_model")
+    if w and w["planned"].get("total_us") is None:
+        rows.append(("whole model", "not predicted: " +
+                     "; ".join(w["planned"].get("unpredicted") or [])))
+    elif w:
+        rows.append(("whole model (every node), dense, predicted",
+                     f"{_fmt_us(w['dense']['total_us'])} µs"))
+        rows.append(("whole model (every node), planned, predicted",
+                     f"{_fmt_us(w['planned']['total_us'])} µs ({_ratio(w.get('speedup'))})"))
+        rows.append(("whole model, elementwise chains fused (torch.compile), predicted",
+                     f"{_fmt_us(w['dense']['fused_us'])} -> {_fmt_us(w['planned']['fused_us'])} "
+                     f"µs ({_ratio(w.get('fused_speedup'))})"))
     known = {"weights", "weights_kept", "bytes_saved", "dense_us", "predicted_us"}
     rows += [(str(k).replace("_", " "), _fmt(v)) for k, v in t.items() if k not in known]
     note = "" if t else ('<p class="muted">This report has no totals; the sparsity is estimated '

@@ -1,7 +1,9 @@
 """Find the weight layers and write the plan: one decision per layer.
 
 The candidates of every layer are the config's patterns (plus dense), each with the reason it
-can't apply to this layer (`Pattern.check`) if so. A layer named by the plan file, or else by
+can't apply to this layer if so: the pattern doesn't fit the weight (`Pattern.check`), or the
+backend has no kernel of that pattern for this op on the target (`Backend.check`), so nothing
+is planned that the artifact would run dense. A layer named by the plan file, or else by
 the config's first matching override, is fixed to that pattern (dense, with the reason, when
 it doesn't fit); every other layer starts dense and is left to the selection pass.
 """
@@ -10,14 +12,20 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+from sparsecc.backend import get_backend
 from sparsecc.ir import Graph
 from sparsecc.patterns import Dense, parse_pattern
 from sparsecc.pipeline import Pass, PassContext, PassResult
 from sparsecc.plan import Candidate, Decision, Layer, Plan, find_layers
 
 
-def _check(pattern, layer: Layer) -> str | None:
-    return None if isinstance(pattern, Dense) else pattern.check(layer.shape, layer.op)
+def _check(pattern, layer: Layer, backend, target) -> str | None:
+    if isinstance(pattern, Dense):
+        return None
+    why = pattern.check(layer.shape, layer.op)
+    if why is None and backend is not None and target is not None:
+        why = backend.check(pattern, layer.op, target)
+    return why
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +39,7 @@ class PlanLayers(Pass):
         layers = find_layers(graph)
         forced = dict(self.forced)
         listed = list(config.patterns) if config is not None else ["dense"]
+        backend = get_backend(config.backend) if config is not None else None
         decisions = []
         for layer in layers:
             wanted, source = forced.get(layer.name), "the plan file"
@@ -40,7 +49,7 @@ class PlanLayers(Pass):
             names = list(dict.fromkeys([*listed, *([wanted] if wanted else []), "dense"]))
             cands = []
             for text in names:
-                why = _check(parse_pattern(text), layer)
+                why = _check(parse_pattern(text), layer, backend, ctx.target)
                 cands.append(Candidate(text, reason=why))
             fits = {c.pattern: c.reason is None for c in cands}
             if wanted is not None:

@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from sparsecc.cost.graph import predict_graph
 from sparsecc.errors import ConfigError
 from sparsecc.ir import Graph
 from sparsecc.ir.symbolic import evaluate, free_symbols
@@ -60,7 +61,7 @@ def _predict(model: Any, layer: Layer, pattern: str, rows: int, dtype: str) -> f
 class PredictLatency(Pass):
     name: ClassVar[str] = "predict-latency"
     requires: ClassVar[tuple[str, ...]] = ("plan",)
-    provides: ClassVar[tuple[str, ...]] = ("layer_rows",)
+    provides: ClassVar[tuple[str, ...]] = ("layer_rows", "dense_model")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         from sparsecc.cost import default_cost_model
@@ -81,6 +82,8 @@ class PredictLatency(Pass):
         g = graph.copy()
         g.analyses["plan"] = Plan(tuple(decisions))
         g.analyses["layer_rows"] = rows
+        # the whole model before anything changes (PredictModel compares the planned one)
+        g.analyses["dense_model"] = predict_graph(graph, model, env, dtype).to_dict()
         total = sum(c.predicted_us or 0 for d in decisions for c in d.candidates
                     if c.pattern == "dense")
         return PassResult(g, False, {"dense_us": total, "rows": rows,

@@ -231,7 +231,7 @@ class SelectPatterns(Pass):
             if c.pattern == "dense":
                 continue
             if c.reason:
-                why.append(f"{c.pattern} doesn't fit ({c.reason})")
+                why.append(f"{c.pattern}: {c.reason}")
             elif c.predicted_us is not None and c.predicted_us >= dense:
                 why.append(f"{c.pattern} predicted {_speed(dense, c.predicted_us)} "
                            f"(not faster)")

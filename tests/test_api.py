@@ -26,9 +26,9 @@ def test_compile_leaves_the_model_untouched_and_runs_in_ort():
 def test_torch_backend_is_an_nn_module():
     z = models.get("mnist-cnn", tiny=True)
     result = sparsecc.compile(z.model, z.example_inputs,
-                              sparsecc.CompileConfig(target="h100", backend="torch"),
+                              sparsecc.CompileConfig(target="h100", backend="torch", dtype="f32"),
                               dynamic_dims=z.dynamic_dims)
-    module = result.artifact
+    module = result.module
     assert isinstance(module, torch.nn.Module)
     x = z.calibration[0][0]
     with torch.no_grad():

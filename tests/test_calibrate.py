@@ -28,7 +28,7 @@ def test_compile_auto_says_the_cpu_target_first(tmp_path, capsys):
     name = det.detect().target.name
     assert out[0].startswith("detected ") and f"target {name}" in out[0]
     assert "cost table: not measured (uncalibrated" in out[0]
-    assert out[-1].startswith(f"compiled mnist-cnn for {name}:")
+    assert out[-1].startswith(f"compiled mnist-cnn for {name} (onnx):")
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["target"] == name
     info = report["target_info"]

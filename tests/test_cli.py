@@ -69,8 +69,9 @@ def test_compile_writes_all_outputs(models_file, tmp_path, capsys):
     code, stdout, err = run_cli(["compile", f"{models_file}:mlp", "--target", "h100",
                                  "--out", out], capsys)
     assert code == 0, err
-    assert sorted(os.listdir(out)) == ["config.json", "model.onnx", "plan.json", "report.html",
-                                      "report.json"]
+    # h100 is a GPU target: the torch artifact is the default
+    assert sorted(os.listdir(out)) == ["config.json", "manifest.json", "model.ir", "plan.json",
+                                      "report.html", "report.json", "weights.safetensors"]
     report = json.loads((out / "report.json").read_text())
     assert set(report) >= {"model", "target", "workload", "predicted_speedup", "passes", "layers"}
     assert [l["name"] for l in report["layers"]] == ["up", "down"]
@@ -81,8 +82,10 @@ def test_compile_writes_all_outputs(models_file, tmp_path, capsys):
     assert [p["name"] for p in report["passes"]] == [
         "eliminate-noops", "plan-layers", "score-importance", "group-channels",
         "estimate-error", "predict-latency", "select-patterns", "shrink-channels",
-        "apply-masks", "reconstruct"]
-    assert "compiled user_models.py:mlp for h100" in stdout
+        "apply-masks", "reconstruct", "predict-model"]
+    assert report["artifact"]["backend"] == "torch"
+    assert report["whole_model"]["dense"]["total_us"] > report["totals"]["dense_us"]
+    assert "compiled user_models.py:mlp for h100 (torch)" in stdout
     assert leftovers(tmp_path) == []
 
     code, table, _ = run_cli(["report", out], capsys)

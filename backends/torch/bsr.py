@@ -226,6 +226,20 @@ class BsrLinear:
         self.bias = None if bias is None else bias.to(weight.dtype).contiguous()
         self._configs: dict[int, dict] = {}      # M class -> launch config
 
+    @classmethod
+    def from_packed(cls, packed: BsrWeight, bias: torch.Tensor | None = None) -> "BsrLinear":
+        """A layer over a weight already in BSR form (as `pack_bsr` makes it, no padding)."""
+        if not packed.blocks.is_cuda:
+            raise KernelUnavailable("the Triton BSR kernel needs a CUDA tensor")
+        self = cls.__new__(cls)
+        self.unroll, self.packed = 1, packed
+        self.kernel = f"triton-bsr{packed.rows}x{packed.cols}"
+        self.out_features, self.in_features = packed.shape
+        self.dtype = packed.blocks.dtype
+        self.bias = None if bias is None else bias.to(self.dtype).contiguous()
+        self._configs = {}
+        return self
+
     def _key(self, m_class: int) -> str:
         """The tuning cache's key of this layer's kernel at one M class."""
         w = self.packed

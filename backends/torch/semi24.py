@@ -106,6 +106,17 @@ class Semi24Linear:
         self.bias = None if bias is None else bias.to(weight.dtype).contiguous()
         self.configs: dict[tuple[int, bool], Semi24Config] = {}
 
+    @classmethod
+    def from_packed(cls, packed: torch.Tensor, out_features: int, in_features: int,
+                    dtype: torch.dtype, bias: torch.Tensor | None = None) -> "Semi24Linear":
+        """A layer over a weight `torch._cslt_compress` already packed (no compression)."""
+        self = cls.__new__(cls)
+        self.out_features, self.in_features, self.dtype = out_features, in_features, dtype
+        self.packed = packed
+        self.bias = None if bias is None else bias.to(dtype).contiguous()
+        self.configs = {}
+        return self
+
     @staticmethod
     def padded(m: int) -> int:
         return max(PAD_M, -(-m // PAD_M) * PAD_M)
@@ -148,11 +159,8 @@ class Semi24Linear:
         return [("col", alg)] + [("row", a) for a in ROW_ALGS if a < max(count, 1)] + \
             ([("row", 0)] if count <= min(ROW_ALGS) else [])
 
-    def tune(self, m: int, row_major: bool = True) -> Semi24Config:
-        """Time the candidates at M=m (CUDA-graph replays, fresh random inputs) and keep the best.
-
-        Configs are cached per layer and, across layers, per (N, K, dtype, bias, padded M,
-        row_major) in this process (the timing depends on the shape, not the values)."""
+    def lookup(self, m: int, row_major: bool = True) -> Semi24Config | None:
+        """The choice tuned before at M=m (in this layer, this process, or the disk cache)."""
         key = (self.padded(m), row_major)
         if key in self.configs:
             return self.configs[key]
@@ -160,12 +168,24 @@ class Semi24Linear:
         if shared in _TUNED:
             self.configs[key] = _TUNED[shared]
             return self.configs[key]
-        disk = tuning_cache()
-        stored = disk.get(KIND, entry_key(*shared), _check_entry)
-        if stored is not None:
-            cfg = Semi24Config(stored["layout"], stored["alg_id"], float(stored["us"]))
-            self.configs[key] = _TUNED[shared] = cfg
+        stored = tuning_cache().get(KIND, entry_key(*shared), _check_entry)
+        if stored is None:
+            return None
+        cfg = Semi24Config(stored["layout"], stored["alg_id"], float(stored["us"]))
+        self.configs[key] = _TUNED[shared] = cfg
+        return cfg
+
+    def tune(self, m: int, row_major: bool = True) -> Semi24Config:
+        """Time the candidates at M=m (CUDA-graph replays, fresh random inputs) and keep the best.
+
+        Configs are cached per layer and, across layers, per (N, K, dtype, bias, padded M,
+        row_major) in this process (the timing depends on the shape, not the values)."""
+        cfg = self.lookup(m, row_major)
+        if cfg is not None:
             return cfg
+        key = (self.padded(m), row_major)
+        shared = (self.out_features, self.in_features, self.dtype, self.bias is not None) + key
+        disk = tuning_cache()
         # one input set: every candidate reads the same weight, and each "row" call costs
         # ~230 ms of host set-up when captured (see the module docstring)
         inputs = [(torch.randn(m, self.in_features, device=self.packed.device, dtype=self.dtype),)]

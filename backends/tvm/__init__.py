@@ -8,7 +8,9 @@ package does not import TVM.
 """
 from __future__ import annotations
 
+from .artifact import TvmArtifact, TvmBackend
 from .relax_builder import TvmLoweringError, build_relax, lowerable_ops
 from .module import TvmModule, compile_tvm
 
-__all__ = ["TvmLoweringError", "TvmModule", "build_relax", "compile_tvm", "lowerable_ops"]
+__all__ = ["TvmArtifact", "TvmBackend", "TvmLoweringError", "TvmModule", "build_relax",
+           "compile_tvm", "lowerable_ops"]

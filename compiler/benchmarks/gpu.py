@@ -1,17 +1,20 @@
 """`sparsecc bench`: dense PyTorch vs the compiled model on the GPU, end to end and per layer.
 
 For every workload (batch, seq):
-  1. compile the model for it (or apply `--plan`), backend torch;
-  2. build three modules on the GPU in the bench dtype: the user's model (dense), the compiled IR
-     with every layer dense ("masked dense": the plan's masks and channel removal, cuBLAS), and
-     the compiled IR with its sparse kernels; all three replay CUDA graphs;
+  1. compile the model for it (or apply `--plan`), backend torch: the artifact is the module
+     `sparsecc.load` would give (backends/torch/artifact.py), moved to the GPU;
+  2. build the modules in the bench dtype: the user's model (dense), the compiled IR with every
+     layer dense ("masked dense": the plan's masks and channel removal, cuBLAS), and the
+     compiled artifact with its sparse kernels; all replay CUDA graphs;
   3. correctness first: on a fresh random input the compiled output must equal masked dense
      within 1e-2 relative (and we record both against the fp32 IR interpreter); a failure stops
      that workload before any timing;
-  4. end to end: after warm-up, dense, compiled and `torch.compile` dense (inductor, default
-     mode, checked against eager dense first: the peer a GPU user already has) are timed in
-     turn with CUDA events on rotating fresh random inputs, all three replaying CUDA graphs
-     (input copy into the graph's buffers and output copy included), medians and ratios;
+  4. end to end: after warm-up, eager dense, `torch.compile` dense (inductor, default mode,
+     checked against eager dense first: the peer a GPU user already has), the compiled
+     artifact, and `torch.compile` of the compiled artifact (checked against it) are timed in
+     turn with CUDA events on rotating fresh random inputs, all replaying CUDA graphs (input
+     copy into the graph's buffers and output copy included), medians and ratios, next to the
+     whole-model predictions of the report (unfused for eager, fused for torch.compile);
   5. per layer (linear layers): the dense layer at its original shape and every candidate
      pattern at the layer's compiled input width are timed alone (`time_linear`), next to the
      cost model's predictions; `regret` compares the chosen pattern with the fastest measured
@@ -34,7 +37,8 @@ from typing import Any
 
 import torch
 
-from sparsecc.backends.torch.runtime import CudaGraphs, lower_cuda
+from sparsecc.backends.torch.artifact import SparseModule, dense_module
+from sparsecc.backends.torch.runtime import CudaGraphs
 from sparsecc.backends.torch.timing import relative_error
 from sparsecc.backends.torch.tuning import library_versions, tuning_cache
 from sparsecc.errors import ConfigError, SparseccError
@@ -96,20 +100,20 @@ def _time_pair(a, b, inputs: Sequence[tuple], warmup: int, reps: int) -> tuple[f
 
 
 def torch_compile_baseline(model: torch.nn.Module, check_in: tuple, ref: torch.Tensor,
-                           log=print) -> tuple[Any, dict[str, Any]]:
-    """The peer a GPU user already has: `torch.compile(model)` (inductor, default mode),
-    replayed in CUDA graphs like the others, checked against eager dense first. Returns
-    (runner or None, record); a compile that fails is recorded, not fatal."""
+                           log=print, what: str = "dense") -> tuple[Any, dict[str, Any]]:
+    """`torch.compile(model)` (inductor, default mode), replayed in CUDA graphs like the
+    others, checked against `ref` (the same model eager) first. Returns (runner or None,
+    record); a compile that fails is recorded, not fatal."""
     start = time.perf_counter()
     try:
         runner = CudaGraphs(torch.compile(model, dynamic=False))
         out = _first(runner(*check_in)).float()
     except Exception as e:                 # noqa: BLE001 - the bench goes on without it
-        log(f"  torch.compile dense baseline failed: {str(e).splitlines()[0][:160]}")
+        log(f"  torch.compile {what} failed: {str(e).splitlines()[0][:160]}")
         return None, {"error": str(e).splitlines()[0][:300]}
     err = relative_error(out, ref)
     rec = {"mode": "default", "compile_and_capture_s": round(time.perf_counter() - start, 1),
-           "rel_err_vs_eager_dense": err}
+           "rel_err_vs_eager": err}
     return (runner if err <= CORRECT_TOL else None), rec
 
 
@@ -157,9 +161,13 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
     return {"cases": out}
 
 
-def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> list[dict[str, Any]]:
+def layer_rows(result, module: SparseModule, rows: int, dtype: torch.dtype,
+               reps: int) -> list[dict[str, Any]]:
     """Per linear layer: predicted and measured µs, dense and chosen, and every candidate."""
-    kernels = {k.layer: k for k in runtime.kernels}
+    from sparsecc.plan import find_layers
+    sparse = {k["layer"]: k for k in module.kernel_table()}
+    final_shapes = {l.name: tuple(result.ir.values[l.weight].shape)
+                    for l in find_layers(result.ir)}
     times: dict[tuple, Any] = {}
 
     def timed(n: int, k: int, pattern: str):
@@ -173,11 +181,11 @@ def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> lis
     out = []
     for layer in result.report["layers"]:
         name = layer["name"]
-        k = kernels.get(name)
-        if layer["op"] != "linear" or k is None:
+        if layer["op"] != "linear" or name not in final_shapes:
             continue
+        k = sparse.get(name, {"pattern": "dense", "kernel": "aten"})
         n0, k0 = layer["shape"][:2]
-        n_final, k_final = k.shape[:2]
+        n_final, k_final = final_shapes[name][:2]
         preds = {c["pattern"]: c for c in layer.get("candidates", ())}
         dense = timed(n0, k0, "dense")
         chosen_pattern = layer["chosen"]
@@ -196,10 +204,11 @@ def layer_rows(result, runtime, rows: int, dtype: torch.dtype, reps: int) -> lis
             t = timed(n0, k_final, chosen_pattern)
             chosen = {"pattern": chosen_pattern, "measured_us": t.us, "kernel": t.kernel}
         # the chosen layer as compiled (its final shape: inputs removed upstream count too)
-        final = timed(n_final, k_final, k.pattern if k.kernel != "aten" else "dense")
+        runs_sparse = not k["kernel"].startswith(("aten", "reference"))
+        final = timed(n_final, k_final, k["pattern"] if runs_sparse else "dense")
         out.append({
             "name": name, "shape": [n0, k0], "final_shape": [n_final, k_final],
-            "chosen": chosen_pattern, "kernel": k.kernel, "kernel_note": k.reason,
+            "chosen": chosen_pattern, "kernel": k["kernel"],
             "predicted_dense_us": (preds.get("dense") or {}).get("predicted_us"),
             "predicted_us": layer.get("predicted_us"),
             "measured_dense_us": dense.us, "measured_us": final.us,
@@ -224,31 +233,39 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
                          dtype) for _ in range(4)]
     dense_model = copy.deepcopy(loaded.model).to(device="cuda", dtype=dtype).eval()
     dense = CudaGraphs(dense_model)
-    masked_rt, masked = lower_cuda(result.ir, dtype=dtype, sparse_kernels=False)
+    masked = CudaGraphs(dense_module(result.ir).to(device="cuda", dtype=dtype))
     check_in = bench_inputs(loaded.example_inputs, names, loaded.dynamic_dims, batch, seq, gen,
                             dtype)
-    # building the tuned runtime: kernels set up and tuned (or read from the tuning cache),
-    # the first call's CUDA graph captured
+    # building the tuned artifact on the GPU: weights moved and packed, kernels tuned (or read
+    # from the tuning cache), the first call's CUDA graph captured
     cache = tuning_cache()
     hits, misses = cache.hits, cache.misses
     torch.cuda.synchronize()
     start = time.perf_counter()
-    runtime, compiled = lower_cuda(result.ir, dtype=dtype)
+    module = result.module.to(device="cuda", dtype=dtype)
     torch.cuda.synchronize()
     lower_s = time.perf_counter() - start
+    compiled = CudaGraphs(module)
     out_c = _first(compiled(*check_in)).float()
     torch.cuda.synchronize()
     build_s = time.perf_counter() - start
     out_m = _first(masked(*check_in)).float()
     fp32_in = tuple(x.float() if x.is_floating_point() else x for x in check_in)
     ref32 = _first(run_ir(result.ir, fp32_in, device="cuda"))
+    whole = result.report.get("whole_model") or {}
     case: dict[str, Any] = {
         "batch": batch, "seq": seq, "rows": batch * (seq or 1),
         "plan": {d.layer.name: d.chosen for d in result.plan.decisions},
         "predicted_speedup": result.report.get("predicted_speedup"),
-        "kernels": runtime.kernel_table(),
+        "predicted_whole_model": {
+            "dense_us": (whole.get("dense") or {}).get("total_us"),
+            "dense_fused_us": (whole.get("dense") or {}).get("fused_us"),
+            "compiled_us": (whole.get("planned") or {}).get("total_us"),
+            "compiled_fused_us": (whole.get("planned") or {}).get("fused_us"),
+            "speedup": whole.get("speedup"), "fused_speedup": whole.get("fused_speedup")},
+        "kernels": module.kernel_table(),
         "runtime_build_s": round(build_s, 3),
-        "runtime_build_detail": {"lower_s": round(lower_s, 3),
+        "runtime_build_detail": {"to_device_s": round(lower_s, 3),
                                  "warm_and_capture_s": round(sum(compiled.capture_s.values()), 3)},
         "tuning_cache": {"path": cache.path, "hits": cache.hits - hits,
                          "misses": cache.misses - misses, "enabled": cache.enabled},
@@ -257,7 +274,7 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
                         "compiled_vs_fp32": relative_error(out_c, ref32),
                         "tolerance": CORRECT_TOL},
     }
-    del masked_rt, masked
+    del masked
     ok = case["correctness"]["rel_err_vs_masked_dense"] <= CORRECT_TOL
     case["correctness"]["ok"] = ok
     if not ok:
@@ -266,20 +283,34 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
         return case, result
     out_d = _first(dense(*check_in)).float()
     peer, case["torch_compile_dense"] = torch_compile_baseline(dense_model, check_in, out_d, log)
-    fns = (dense, compiled) if peer is None else (dense, compiled, peer)
-    times = _time_alternating(fns, pool, warmup, reps)
-    d_us, c_us = times[0], times[1]
-    case["e2e"] = {"dense_us": d_us, "compiled_us": c_us, "speedup": d_us / c_us}
-    text = ""
-    if peer is not None:
-        case["e2e"].update(torch_compile_dense_us=times[2],
-                           speedup_vs_torch_compile=times[2] / c_us)
-        text = f", torch.compile dense {times[2]:.1f} µs ({times[2] / c_us:.2f}x)"
+    both, case["torch_compile_compiled"] = torch_compile_baseline(module, check_in, out_c, log,
+                                                                  what="compiled")
+    named = [("dense_us", dense), ("compiled_us", compiled),
+             ("torch_compile_dense_us", peer), ("compiled_torch_compile_us", both)]
+    named = [(k, f) for k, f in named if f is not None]
+    times = dict(zip([k for k, _ in named],
+                     _time_alternating([f for _, f in named], pool, warmup, reps)))
+    d_us, c_us = times["dense_us"], times["compiled_us"]
+    e2e = case["e2e"] = {**times, "speedup": d_us / c_us}
+    tc = times.get("torch_compile_dense_us")
+    both_us = times.get("compiled_torch_compile_us")
+    if tc is not None:
+        e2e["speedup_vs_torch_compile"] = tc / c_us
+        if both_us is not None:
+            e2e["compiled_tc_vs_torch_compile"] = tc / both_us
+    pred = case["predicted_whole_model"]
+    measured_of = {"dense_us": d_us, "compiled_us": c_us, "dense_fused_us": tc,
+                   "compiled_fused_us": both_us}
+    case["prediction_error"] = {
+        k: (abs(pred[k] - m) / m if pred.get(k) and m else None) for k, m in measured_of.items()}
+    text = "".join(f", {k} {v:.1f}" for k, v in times.items() if k not in ("dense_us",
+                                                                          "compiled_us"))
     log(f"  batch {batch} seq {seq}: dense {d_us:.1f} µs, compiled {c_us:.1f} µs, "
-        f"{d_us / c_us:.2f}x{text}")
+        f"{d_us / c_us:.2f}x{text}; predicted {pred['dense_us'] or 0:.1f} -> "
+        f"{pred['compiled_us'] or 0:.1f} µs")
     if layers:
-        case["layers"] = layer_rows(result, runtime, case["rows"], dtype, reps)
-    del dense, dense_model, compiled, runtime, peer
+        case["layers"] = layer_rows(result, module, case["rows"], dtype, reps)
+    del dense, dense_model, compiled, module, peer, both
     torch.cuda.empty_cache()
     return case, result
 
@@ -302,15 +333,20 @@ def require_cuda(what: str) -> None:
 
 def summary_table(cases: list[dict[str, Any]]) -> str:
     lines = [f"{'batch':>6} {'seq':>5} {'rows':>6} {'dense µs':>10} {'t.compile µs':>12} "
-             f"{'compiled µs':>12} {'speedup':>8} {'vs t.c':>7} {'rel err':>8} {'build s':>8}"]
+             f"{'compiled µs':>12} {'+t.compile':>10} {'speedup':>8} {'vs t.c':>7} "
+             f"{'pred µs':>8} {'rel err':>8} {'build s':>8}"]
+    nan = float("nan")
     for c in cases:
         e = c.get("e2e") or {}
+        pred = (c.get("predicted_whole_model") or {}).get("compiled_us")
         lines.append(f"{c['batch']:>6} {str(c['seq']):>5} {c['rows']:>6} "
-                     f"{e.get('dense_us', float('nan')):>10.1f} "
-                     f"{e.get('torch_compile_dense_us', float('nan')):>12.1f} "
-                     f"{e.get('compiled_us', float('nan')):>12.1f} "
-                     f"{e.get('speedup', float('nan')):>8.2f} "
-                     f"{e.get('speedup_vs_torch_compile', float('nan')):>7.2f} "
+                     f"{e.get('dense_us', nan):>10.1f} "
+                     f"{e.get('torch_compile_dense_us', nan):>12.1f} "
+                     f"{e.get('compiled_us', nan):>12.1f} "
+                     f"{e.get('compiled_torch_compile_us', nan):>10.1f} "
+                     f"{e.get('speedup', nan):>8.2f} "
+                     f"{e.get('compiled_tc_vs_torch_compile', nan):>7.2f} "
+                     f"{pred if pred is not None else nan:>8.1f} "
                      f"{c['correctness']['rel_err_vs_masked_dense']:>8.1e} "
                      f"{c.get('runtime_build_s', float('nan')):>8.2f}")
     return "\n".join(lines) + "\n"

@@ -116,11 +116,11 @@ def _to_torch(v: Any) -> Any:
     return v
 
 
-def call(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
-         device: torch.device | str | None = None) -> Any:
-    """Run one IR op on concrete (or meta) tensors. `attrs` must have `Ref`s resolved."""
-    if op in SCALAR_OPS:
-        return SCALAR_OPS[op](attrs["a"], attrs["b"])
+def bind(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
+         device: Any = None) -> tuple[torch._ops.OpOverload, list[Any], dict[str, Any]]:
+    """The ATen overload of tensor op `op` and its (args, kwargs) for these node inputs and
+    attributes (`Ref`s resolved). Inputs may be tensors or anything standing for them (the
+    torch backend binds FX nodes)."""
     target = overload(op)
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
@@ -151,6 +151,22 @@ def call(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
                 kwargs[arg.name] = value
             else:
                 args.append(value)
+    return target, args, kwargs
+
+
+def returns_many(op: str) -> bool:
+    """Whether tensor op `op` returns a tuple or list (its outputs are indexed)."""
+    returns = overload(op)._schema.returns
+    return len(returns) > 1 or (len(returns) == 1 and isinstance(returns[0].type,
+                                                                torch._C.ListType))
+
+
+def call(op: str, inputs: Sequence[Any], attrs: Mapping[str, Any],
+         device: torch.device | str | None = None) -> Any:
+    """Run one IR op on concrete (or meta) tensors. `attrs` must have `Ref`s resolved."""
+    if op in SCALAR_OPS:
+        return SCALAR_OPS[op](attrs["a"], attrs["b"])
+    target, args, kwargs = bind(op, inputs, attrs, device)
     return target(*args, **kwargs)
 
 

