@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,8 +17,9 @@ import torch
 from .capture import capture
 from .backend import Artifact, get_backend
 from .config import CompileConfig
-from .errors import ConfigError, OutputExistsError
+from .errors import ConfigError
 from .ir import Graph
+from .outdir import write_out
 from .pipeline import PassContext, Pipeline
 from .plan import Plan
 from .report import build_report, render_html
@@ -49,31 +48,12 @@ class CompileResult:
             raise ConfigError(f"module needs backend 'torch', not {self.config.backend!r}")
         return self.artifact.module
 
-    def save(self, out_dir: str | os.PathLike, *, force: bool = False) -> str:
-        """Write the outputs to `out_dir` via a temp dir renamed at the end: never half a dir."""
-        out = os.path.abspath(out_dir)
-        if os.path.exists(out) and not force:
-            raise OutputExistsError(f"output directory {out_dir} exists; pass --force to "
-                                    f"replace it")
-        parent = os.path.dirname(out)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".sparsecc-", dir=parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the result is a normal dir
-        try:
-            self._write(tmp)
-            if os.path.exists(out):
-                old = tempfile.mkdtemp(prefix=".sparsecc-old-", dir=parent)
-                os.replace(out, os.path.join(old, "x"))
-                os.replace(tmp, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+    def save(self, out_dir: str | os.PathLike, *, force: bool = False,
+             inputs: Sequence[str] = ()) -> str:
+        """Write the outputs to `out_dir` whole, via a temp dir (never half a dir). An existing
+        `out_dir` is replaced only with `force`, and only if it is a previous sparsecc output
+        holding none of `inputs` (outdir.py)."""
+        return write_out(os.fspath(out_dir), self._write, force, inputs)
 
     def _write(self, d: str) -> None:
         with open(os.path.join(d, "plan.json"), "w") as f:
@@ -123,8 +103,8 @@ def load(directory: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     config_path = os.path.join(path, "config.json")
     backend = "torch"
     if os.path.isfile(config_path):
-        from .cache import read_json
-        cfg = read_json(config_path, "compile config", say=None)
+        from .cache import load_json_file
+        cfg = load_json_file(config_path, "compile config")
         backend = cfg.get("backend", "torch") if isinstance(cfg, dict) else "torch"
     artifact = get_backend(backend).load(path, device)
     return artifact.module if hasattr(artifact, "module") else artifact
@@ -217,6 +197,8 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
             else (tuple(example_inputs), {})
         graph = capture(model, args, kwargs, dynamic_dims=dynamic_dims,
                         name=name or type(model).__name__)
+    from .ir.verify import check_operand_dtypes
+    check_operand_dtypes(graph)
     forced: dict[str, str] = {}
     if plan_file is not None:
         from .plan import find_layers, load_plan_file
@@ -230,6 +212,20 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     graph = pipeline.run(graph, PassContext(config=config, target=target,
                                             calibration=tuple(calibration)))
     plan = graph.analyses["plan"]
+    from .errors import PipelineError, VerifyError
+    from .ir.verify import verify
+    from .plan import audit
+    for name, (wanted, source) in graph.analyses.get("strict", {}).items():
+        d = plan[name]
+        if d.chosen != wanted:
+            raise ConfigError(f"layer {name}: {wanted} (from {source}) can't apply: "
+                              f"{d.reason}")
+    audit(before, graph, plan)
+    try:    # the planned graph must be sound before it becomes an artifact
+        verify(graph)
+    except VerifyError as e:
+        raise PipelineError(f"the planned graph does not verify, so nothing was written: "
+                            f"{e}") from None
     artifact = lower(graph, config, target)
     totals = plan_totals(before, graph, plan, config.dtype)
     speedup = (totals["dense_us"] / totals["predicted_us"]

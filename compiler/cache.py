@@ -91,6 +91,38 @@ def read_json(path: str | os.PathLike, what: str,
         return None
 
 
+MAX_JSON_BYTES = 64 << 20
+
+
+def load_json_file(path: str | os.PathLike, what: str,
+                   max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON in a file the user gave us, or one ConfigError naming the file and the reason:
+    missing, unreadable, over `max_bytes`, not UTF-8 text, not JSON, or nested too deeply."""
+    p = pathlib.Path(path)
+    try:
+        size = p.stat().st_size
+        if not p.is_file():
+            raise ConfigError(f"{what} {p}: not a regular file")
+        if size > max_bytes:
+            raise ConfigError(f"{what} {p}: {size:,} bytes, over the {max_bytes:,}-byte limit "
+                              f"for a JSON file")
+        raw = p.read_bytes()[:max_bytes + 1]
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {p}: No such file") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {p}: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not text (not UTF-8): is it the right file?") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what} {p} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {p} is nested too deeply to be a sparsecc file") from None
+
+
 def ensure_writable(folder: pathlib.Path) -> pathlib.Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)

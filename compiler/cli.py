@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from .errors import ConfigError, SparseccError
@@ -39,8 +41,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (`sparsecc: error: ...`) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"sparsecc: error: {self.prog.removeprefix('sparsecc ')}: {message} "
+                     f"(see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sparsecc", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="sparsecc", description=__doc__.split("\n\n")[0])
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -64,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                         "only patterns the backend runs on a kernel of theirs are planned")
     c.add_argument("--budget", type=float, default=0.02,
                    help="total error budget: the sum of per-layer relative output errors")
+    c.add_argument("--min-gain", type=float, default=0.02,
+                   help="keep the selected plan only if the whole model is predicted at least "
+                        "this much faster (default 0.02: 2%%); else stay dense")
     c.add_argument("--speedup", type=float,
                    help="instead of --budget: reach this predicted speedup at the least error")
     c.add_argument("--patterns", help="candidate patterns, e.g. '2:4,channel0.5,dense'")
@@ -139,12 +152,14 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     from .api import compile as compile_model
     from .config import CompileConfig
     from .loader import load_model
-    out = os.path.abspath(a.out)
-    if os.path.exists(out) and not a.force:
-        raise SparseccError(f"output directory {a.out} exists; pass --force to replace it")
+    from .outdir import check_out, check_writable_dir
+    inputs = _input_files(a.model, a.plan)
+    out = check_out(a.out, a.force, inputs)         # before any long work
+    if a.dump_ir:
+        check_writable_dir(a.dump_ir, "--dump-ir")
     kw = _patterns_kw(a.patterns)
     config = CompileConfig(target=a.target, backend=a.backend, budget=a.budget,
-                           speedup=a.speedup, batch=a.batch,
+                           speedup=a.speedup, batch=a.batch, min_gain=a.min_gain,
                            seq=a.seq if a.seq or not a.batch else 1,
                            verify_each_pass=a.verify, reconstruct=not a.no_reconstruct,
                            **kw)
@@ -156,7 +171,7 @@ def _cmd_compile(a: argparse.Namespace) -> int:
                            dynamic_dims=loaded.dynamic_dims, name=loaded.name,
                            workload=loaded.workload, plan_file=a.plan, dump_ir=a.dump_ir,
                            calibration=loaded.calibration)
-    path = result.save(out, force=a.force)
+    path = result.save(out, force=a.force, inputs=inputs)
     sparse = sum(d.chosen != "dense" for d in result.plan.decisions)
     speed = result.report["predicted_speedup"]
     speed_text = f"{speed:.2f}x" if speed is not None else "unknown"
@@ -166,6 +181,17 @@ def _cmd_compile(a: argparse.Namespace) -> int:
           f"{len(result.plan.decisions)} layers sparse, predicted speedup {speed_text} "
           f"(weight layers){whole_text} -> {path}")
     return 0
+
+
+def _input_files(model: str, *others: str | None) -> list[str]:
+    """The files a run reads (a model file, an ONNX file with its data, a plan file)."""
+    files = [f for f in others if f]
+    path = model.rpartition(":")[0] if ":" in model and ".py:" in model else model
+    if os.path.exists(path):
+        files.append(path)
+        if path.endswith(".onnx"):
+            files.append(os.path.dirname(os.path.abspath(path)))
+    return files
 
 
 def _cmd_ir(a: argparse.Namespace) -> int:
@@ -186,14 +212,13 @@ def _cmd_ir(a: argparse.Namespace) -> int:
 
 def _cmd_report(a: argparse.Namespace) -> int:
     from .report import SCHEMA_KEYS, format_table
+    from .cache import load_json_file
     path = os.path.join(a.dir, "report.json")
-    try:
-        with open(path) as f:
-            report = json.load(f)
-    except FileNotFoundError:
-        raise SparseccError(f"{a.dir} has no report.json (is it a compile output dir?)") from None
-    except json.JSONDecodeError as e:
-        raise SparseccError(f"{path} is not valid JSON: {e}") from None
+    if not os.path.isfile(path):
+        raise SparseccError(f"{a.dir} has no report.json (is it a compile output dir?)")
+    report = load_json_file(path, "report")
+    if not isinstance(report, dict):
+        raise SparseccError(f"{path} is not a sparsecc report: not a JSON object")
     missing = [k for k in SCHEMA_KEYS if k not in report]
     if missing:
         raise SparseccError(f"{path} is not a sparsecc report: missing {missing}")
@@ -202,7 +227,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
 
 
 def _patterns_kw(text: str | None) -> dict:
-    if not text:
+    if text is None:
         return {}
     patterns = tuple(p.strip() for p in text.split(",") if p.strip())
     if not patterns:
@@ -334,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     debug = getattr(a, "debug", False)
     _one_line_warnings()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
+    if main_thread and previous == signal.SIG_DFL:   # a kill runs the clean-up Ctrl-C runs
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[a.command](a)
     except SparseccError as e:
@@ -344,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sparsecc: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread and previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Per-layer overrides map a layer name or regex (matched in full) to a pattern str
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,11 @@ MODES = ("prefill", "decode", "vision")
 
 
 IMPORTANCE = ("magnitude", "wanda", "taylor")
+MAX_ROWS = 1 << 31       # batch and seq: past this no GEMM row count is meaningful
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +35,7 @@ class CompileConfig:
     patterns: tuple[str, ...] = ("2:4", "block64x64@0.25", "channel0.25", "channel0.5", "dense")
     budget: float = 0.02              # total error budget (sum of per-layer relative errors)
     speedup: float | None = None      # instead: reach this predicted speedup at least error
+    min_gain: float = 0.02            # keep a selected plan only if the whole model gains this
     batch: int | None = None          # workload: rows fed to each GEMM = batch * seq
     seq: int | None = None
     mode: str | None = None           # prefill | decode | vision; None: the model's own
@@ -53,15 +60,19 @@ class CompileConfig:
         if not pats:
             raise ConfigError("patterns: give at least one candidate pattern")
         object.__setattr__(self, "patterns", tuple(str(parse_pattern(p)) for p in pats))
-        if not isinstance(self.budget, (int, float)) or self.budget < 0:
-            raise ConfigError(f"budget must be a non-negative number, got {self.budget!r}")
-        if self.speedup is not None and (not isinstance(self.speedup, (int, float))
-                                         or self.speedup < 1.0):
-            raise ConfigError(f"speedup must be a number >= 1, got {self.speedup!r}")
+        if not _finite(self.budget) or self.budget < 0:
+            raise ConfigError(f"budget must be a finite non-negative number, got "
+                              f"{self.budget!r}")
+        if not _finite(self.min_gain) or not 0 <= self.min_gain < 10:
+            raise ConfigError(f"min_gain must be a number in [0, 10), got {self.min_gain!r}")
+        if self.speedup is not None and (not _finite(self.speedup) or not
+                                         1.0 <= self.speedup <= 1000):
+            raise ConfigError(f"speedup must be a number from 1 to 1000, got {self.speedup!r}")
         for name in ("batch", "seq"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)
+                                  or not 1 <= v <= MAX_ROWS):
+                raise ConfigError(f"{name} must be an integer from 1 to {MAX_ROWS}, got {v!r}")
         if self.mode is not None and self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.importance not in IMPORTANCE:

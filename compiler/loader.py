@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .errors import ModelNotFoundError
+from .errors import ConfigError, ModelNotFoundError
 from .ir import Graph
 
 
@@ -97,6 +97,9 @@ def onnx_dim_size(symbol: str) -> int:
     return next((v for k, v in ONNX_DIM_SIZES.items() if k in lower), ONNX_OTHER_DIM_SIZE)
 
 
+MAX_EXAMPLE_BYTES = 2_000_000_000
+
+
 def example_inputs_for(graph: Graph, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Random inputs of `graph`'s input types: floats N(0, 1), ints and bools 0 or 1."""
     from .ir import torch_dtype
@@ -108,6 +111,14 @@ def example_inputs_for(graph: Graph, seed: int = 0) -> tuple[torch.Tensor, ...]:
         v = graph.values[name]
         shape = [evaluate(d, env) for d in v.shape]
         dtype = torch_dtype(v.dtype)
+        numel = 1
+        for d in shape:
+            numel *= max(int(d), 0)
+        if numel * dtype.itemsize > MAX_EXAMPLE_BYTES:
+            raise ConfigError(f"input %{name} is declared {list(v.shape)}: an example input of "
+                              f"that size ({numel * dtype.itemsize / 1e9:,.1f} GB) is over the "
+                              f"{MAX_EXAMPLE_BYTES / 1e9:g} GB sparsecc makes; declare a "
+                              f"symbolic dim (dim_param) for the batch or sequence axis")
         if dtype.is_floating_point:
             out.append(torch.randn(shape, generator=gen).to(dtype))
         else:

@@ -282,7 +282,10 @@ def parse_pattern(text: str | Pattern) -> Pattern:
     for regex, build in _FORMS:
         m = regex.fullmatch(s)
         if m:
-            return build(m)
+            try:
+                return build(m)
+            except ConfigError as e:
+                raise ConfigError(f"pattern {text!r}: {e}") from None
     raise ConfigError(f"unknown pattern {text!r}; expected one of 'dense', 'N:M' (e.g. '2:4'), "
                       f"'blockRxC@D' (e.g. 'block32x32@0.25'), 'channelR[/ROUND]' "
                       f"(e.g. 'channel0.5/64'), 'channelR[/ROUND]+N:M' (e.g. 'channel0.5+2:4')")

@@ -52,6 +52,24 @@ def layer_of(graph: Graph, node: Node) -> Layer | None:
     return Layer(name, node.op, node.outputs[0], weight, tuple(int(d) for d in shape))
 
 
+def param_readers(graph: Graph) -> dict[str, list[Node]]:
+    """Every parameter read by more than one node (tied and shared weights: an embedding and
+    its tied LM head, one Linear called twice), with the nodes that read it."""
+    readers: dict[str, list[Node]] = {}
+    params = set(graph.param_names)
+    for node in graph.nodes:
+        for i in dict.fromkeys(node.inputs):
+            if i in params:
+                readers.setdefault(i, []).append(node)
+    return {p: nodes for p, nodes in readers.items() if len(nodes) > 1}
+
+
+def shared_reason(param: str, readers: list[Node]) -> str:
+    ops = ", ".join(f"{n.op} -> %{n.outputs[0]}" for n in readers[:3])
+    return (f"weight {param} is shared by {len(readers)} readers ({ops}): a pattern on it "
+            f"would change them all, and sparsecc applies patterns to unshared weights only")
+
+
 def find_layers(graph: Graph) -> list[Layer]:
     layers = [l for l in (layer_of(graph, n) for n in graph.nodes) if l is not None]
     seen: dict[str, int] = {}
@@ -118,13 +136,8 @@ class Plan:
 def load_plan_file(path: str, layers: Iterable[Layer]) -> dict[str, str]:
     """Read a user plan file ({"layers": {name: pattern}}) and check it names real layers."""
     from .patterns import parse_pattern
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-    except OSError as e:
-        raise ConfigError(f"plan file {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"plan file {path} is not valid JSON: {e}") from None
+    from .cache import load_json_file
+    raw = load_json_file(path, "plan file")
     if not isinstance(raw, dict) or not isinstance(raw.get("layers"), dict):
         raise ConfigError(f"plan file {path}: expected an object with a \"layers\" object "
                           f"mapping layer names to patterns")
@@ -138,3 +151,31 @@ def load_plan_file(path: str, layers: Iterable[Layer]) -> dict[str, str]:
         except ConfigError as e:
             raise ConfigError(f"plan file {path}: layer {name!r}: {e}") from None
     return out
+
+
+def audit(before: Graph, after: Graph, plan: "Plan") -> None:
+    """Check that the plan says what the final graph is, layer by layer: a sparse annotation
+    exactly where the plan chose N:M or block, fewer output channels exactly where it chose a
+    channel pattern. A difference is an internal error (PipelineError), raised before anything
+    is written, never a report that disagrees with the model."""
+    from .errors import PipelineError
+    from .patterns import parse_pattern
+    nodes = {o: n for n in after.nodes for o in n.outputs}
+    for d in plan.decisions:
+        p = parse_pattern(d.chosen)
+        node = nodes.get(d.layer.node)
+        if node is None or d.layer.weight not in after.values:
+            raise PipelineError(f"layer {d.layer.name}: gone from the final graph")
+        wants_mask = p.kind in ("nm", "block", "composite")
+        annotation = node.attrs.get("sparsity")
+        masked = parse_pattern(annotation).kind in ("nm", "block") if annotation else False
+        out_axis = 1 if d.layer.op in ("mm", "matmul", "addmm") else 0
+        n0 = before.values[d.layer.weight].shape[out_axis]
+        n1 = after.values[d.layer.weight].shape[out_axis]
+        shrunk = n1 != n0
+        wants_shrink = p.kind in ("channel", "composite")
+        if wants_mask != masked or wants_shrink != shrunk:
+            raise PipelineError(
+                f"layer {d.layer.name}: the plan says {d.chosen}, but the final graph has "
+                f"{'sparsity ' + str(annotation) if annotation else 'no sparsity annotation'} "
+                f"and {n1} of {n0} outputs (an internal error; nothing was written)")

@@ -53,8 +53,10 @@ def _dense(decision: Decision, reason: str) -> Decision:
                   for c in decision.candidates)
     if not any(c.pattern == chosen for c in cands):
         cands = cands + (Candidate(chosen, reason=reason),)
-    return dataclasses.replace(decision, chosen="dense", reason=f"{chosen} not applied: {reason}",
-                               candidates=cands)
+    # a channel+N:M layer whose mask can't apply keeps its channels (they are gone already)
+    kept = getattr(parse_pattern(chosen), "channel", None)
+    return dataclasses.replace(decision, chosen=str(kept) if kept is not None else "dense",
+                               reason=f"{chosen} not applied: {reason}", candidates=cands)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -193,6 +193,14 @@ def couple(g: Graph, node: Node, sink: Sink) -> None:  # noqa: C901 (one branch 
         _map_axes(g, x, out, [(a, a) for a in range(rank) if a != d], sink)
         sink.block((x, d), f"{op} mixes positions along this axis")
         sink.block((out, d), f"{op} mixes positions along this axis")
+    elif op == "constant_pad_nd":
+        # pad = (last-axis begin, end, next-to-last begin, end, ...): padded axes change size
+        rank, pad = _rank(g, x), list(at.get("pad", ()))
+        padded = {rank - 1 - i // 2 for i in range(len(pad)) if pad[i] != 0}
+        _map_axes(g, x, out, [(a, a) for a in range(rank) if a not in padded], sink)
+        for a in padded:
+            sink.block((x, a), "constant_pad_nd pads this axis")
+            sink.block((out, a), "constant_pad_nd pads this axis")
     elif op in RESHAPES:
         _reshape(g, node, sink)
     elif op in ("permute", "transpose.int", "t", "numpy_T"):
@@ -348,9 +356,17 @@ def _layer(g: Graph, node: Node, sink: Sink) -> None:
         sink.edge((w, n_axis), (out, orank - 1))
         if xr >= 2 and orank >= 2:
             sink.edge((x, xr - 2), (out, orank - 2))
+        # batch axes: both operands' map to the result's (attention written as q @ kᵀ and
+        # p @ v ties K's and V's heads to Q's this way); a size-1 axis that broadcasts
+        # maps to nothing
         wr = _rank(g, w)
-        for a in range(min(xr, wr) - 2):  # batch axes
-            sink.edge((x, xr - 3 - a), (out, orank - 3 - a))
+        oshape = _shape(g, out)
+        for a in range(orank - 2):
+            oa = orank - 3 - a
+            for t, tr in ((x, xr), (w, wr)):
+                ta = tr - 3 - a
+                if ta >= 0 and tr >= 2 and _shape(g, t)[ta] == oshape[oa]:
+                    sink.edge((t, ta), (out, oa))
         return
     sink.edge((x, xr - 1), (w, k_axis))
     sink.edge((out, orank - 1), (w, n_axis))

@@ -26,7 +26,7 @@ import torch
 
 from sparsecc.ir import Graph
 from sparsecc.pipeline import Pass, PassContext, PassResult
-from sparsecc.plan import find_layers
+from sparsecc.plan import find_layers, param_readers, shared_reason
 
 from .channel_rules import Axis, couple
 
@@ -157,6 +157,7 @@ def _groups(graph, by_node, axes, base, pos_labels, blocked) -> list[ChannelGrou
             producer_axes[(node.inputs[0], 1)] = node.inputs[0].removesuffix(".weight")
     order = {name: i for i, name in enumerate([*graph.inputs, *graph.param_names,
                                                 *[o for n in graph.nodes for o in n.outputs]])}
+    shared = param_readers(graph)
     groups = []
     for members in by_node.values():
         producers = [producer_axes[a] for a in members if a in producer_axes]
@@ -177,6 +178,9 @@ def _groups(graph, by_node, axes, base, pos_labels, blocked) -> list[ChannelGrou
             built.append(Member(ax[0], ax[1], ch, ax[0] in graph.param_names))
             if reason is None and ax in blocked:
                 reason = f"%{ax[0]} axis {ax[1]}: {blocked[ax]}"
+        if reason is None:
+            reason = next((shared_reason(ax[0], shared[ax[0]]) for ax in members
+                           if ax[0] in shared), None)
         if reason is None and len(remap) < 2:
             reason = "only one channel"
         groups.append(ChannelGroup(

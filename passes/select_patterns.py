@@ -58,6 +58,7 @@ def _kept_positions(size: int, channels: int, kept: int) -> int:
 class SelectPatterns(Pass):
     name: ClassVar[str] = "select-patterns"
     requires: ClassVar[tuple[str, ...]] = ("plan", "channel_groups", "layer_rows")
+    # reads "dense_model" when present (PredictLatency), for the minimum whole-model gain
     resolution: int = 2000
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
@@ -90,12 +91,44 @@ class SelectPatterns(Pass):
         group_pick = {it.key: it.labels[p] for it, p in zip(items, picks) if it.kind == "group"}
         decisions = [self._decide(d, layer_pick, group_pick, groups, costs, config.budget)
                      for d in plan.decisions]
+        if not config.speedup:
+            decisions = self._worth_it(plan.decisions, decisions, graph, config.min_gain)
         g = graph.copy()
         g.analyses["plan"] = Plan(tuple(decisions))
         g.analyses["frontier"] = self._frontier(items, picks, forced_us, forced_err)
         return PassResult(g, True, {"items": len(items), "groups": group_pick,
                                     "fixed_error": forced_err,
                                     "error": sum(_err(d, d.chosen) for d in decisions)})
+
+    @staticmethod
+    def _worth_it(before: tuple[Decision, ...], decisions: list[Decision], graph: Graph,
+                  min_gain: float) -> list[Decision]:
+        """The selected changes, unless the whole model (every node, as PredictLatency
+        predicted it dense) gains less than `min_gain` from them: a gain inside the cost
+        model's error is no reason to change the model, and may be a slowdown."""
+        whole = (graph.analyses.get("dense_model") or {}).get("total_us")
+        if not whole or min_gain <= 0:
+            return decisions
+        saved = 0.0
+        for old, d in zip(before, decisions):
+            dense = old.candidate("dense")
+            if not d.forced and dense is not None and dense.predicted_us is not None \
+                    and d.predicted_us is not None:
+                saved += dense.predicted_us - d.predicted_us
+        changed = [d for d in decisions if not d.forced and d.chosen != "dense"]
+        if not changed or saved <= 0 or whole - saved <= 0:
+            return decisions
+        gain = whole / (whole - saved)
+        if gain >= 1.0 + min_gain:
+            return decisions
+        why = (f"dense: the selected plan ({len(changed)} layers) gains {gain:.3f}x on the "
+               f"whole model, under the {1 + min_gain:.2f}x minimum (min_gain): not worth "
+               f"changing the model")
+        return [d if d.forced else dataclasses.replace(
+                    d, chosen="dense", reason=why,
+                    predicted_us=(d.candidate("dense").predicted_us
+                                  if d.candidate("dense") else d.predicted_us))
+                for d in decisions]
 
     def _frontier(self, items: list[_Item], chosen: list[int], forced_us: float,
                   forced_err: float) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ import torch
 
 from sparsecc.errors import ConfigError
 from sparsecc.ir import Graph, Node, Value
-from sparsecc.patterns import Channel, parse_pattern
+from sparsecc.patterns import NM, Channel, Composite, parse_pattern
 from sparsecc.pipeline import Pass, PassContext, PassResult
 from sparsecc.plan import Decision, Plan
 
@@ -153,7 +153,7 @@ class ShrinkChannels(Pass):
         plan: Plan = graph.analyses["plan"]
         groups: list[ChannelGroup] = graph.analyses["channel_groups"]
         chosen = {d.layer.name: parse_pattern(d.chosen) for d in plan.decisions}
-        removals, reasons, applied, inputs = {}, {}, {}, {}
+        removals, reasons, applied, inputs, coupled = {}, {}, {}, {}, {}
         for gi, grp in enumerate(groups):
             asked = {name: _channel_part(chosen[name]) for name in grp.producers
                      if name in chosen and _channel_part(chosen[name]) is not None}
@@ -173,6 +173,12 @@ class ShrinkChannels(Pass):
             for name in asked:
                 applied[name] = f"{len(removals[gi])} of {grp.size} channels of group " \
                                 f"{grp.root} removed"
+            for name in grp.producers:       # producers that share the channels lose them too
+                if name not in asked and name in chosen:
+                    coupled[name] = (pattern, f"{pattern}: its outputs are channels of group "
+                                              f"{grp.root}, which {', '.join(sorted(asked))} "
+                                              f"chose ({len(removals[gi])} of {grp.size} "
+                                              f"removed)")
             for name in grp.consumers:
                 inputs[name] = f"reads group {grp.root}: {len(removals[gi])} of its " \
                                f"{grp.size} input channels removed"
@@ -181,7 +187,7 @@ class ShrinkChannels(Pass):
         if removals:   # for reconstruction: the graph before, and what each value kept
             g.analyses["unshrunk"] = graph
             g.analyses["kept_positions"] = _kept_positions(groups, removals)
-        g.analyses["plan"] = Plan(tuple(_update(d, reasons, applied, inputs)
+        g.analyses["plan"] = Plan(tuple(_update(d, reasons, applied, inputs, coupled)
                                         for d in plan.decisions))
         return PassResult(g, bool(removals), {"groups_shrunk": len(removals),
                                               "left_dense": reasons})
@@ -194,8 +200,18 @@ def _channel_part(p) -> Channel | None:
 
 
 def _update(d: Decision, reasons: dict[str, str], applied: dict[str, str],
-            inputs: dict[str, str]) -> Decision:
+            inputs: dict[str, str], coupled: dict[str, tuple[Channel, str]]) -> Decision:
     name = d.layer.name
+    if name in coupled:
+        pattern, why = coupled[name]
+        own = parse_pattern(d.chosen)
+        if isinstance(own, NM):
+            chosen, why = str(Composite(pattern, own)), f"{why}; {own} kept"
+        else:
+            chosen = str(pattern)
+            if own.kind != "dense":
+                why += f"; {own} dropped: it was chosen for the unshrunk layer"
+        d = dataclasses.replace(d, chosen=chosen, reason=why)
     if name in reasons:
         d = dataclasses.replace(d, chosen="dense", reason=reasons[name])
     elif name in applied:

@@ -70,7 +70,8 @@ def test_compile_writes_all_outputs(models_file, tmp_path, capsys):
                                  "--out", out], capsys)
     assert code == 0, err
     # h100 is a GPU target: the torch artifact is the default
-    assert sorted(os.listdir(out)) == ["config.json", "manifest.json", "model.ir", "plan.json",
+    assert sorted(os.listdir(out)) == [".sparsecc-output", "config.json", "manifest.json",
+                                      "model.ir", "plan.json",
                                       "report.html", "report.json", "weights.safetensors"]
     report = json.loads((out / "report.json").read_text())
     assert set(report) >= {"model", "target", "workload", "predicted_speedup", "passes", "layers"}

@@ -66,7 +66,7 @@ def test_config_errors_name_the_field():
         CompileConfig(backend="tensorrt")
     with pytest.raises(ConfigError, match="unknown pattern 'x'"):
         CompileConfig(patterns=("2:4", "x"))
-    with pytest.raises(ConfigError, match="batch must be a positive integer"):
+    with pytest.raises(ConfigError, match="batch must be an integer from 1 to"):
         CompileConfig(batch=0)
     with pytest.raises(ConfigError, match="not a valid regex"):
         CompileConfig(overrides={"(": "2:4"})

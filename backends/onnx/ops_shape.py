@@ -31,6 +31,19 @@ def _transpose(b: Builder, x: str, perm: list[int]) -> str:
     return x if perm == sorted(perm) else b.op("Transpose", x, perm=perm)
 
 
+@lowering("constant_pad_nd")
+def constant_pad_nd(b: Builder, node: Node) -> list[str]:
+    # torch: (last begin, last end, next-to-last begin, end, ...); ONNX: all begins, all ends
+    r, pad = b.rank(node.inputs[0]), list(node.attrs["pad"])
+    begins, ends = [0] * r, [0] * r
+    for i in range(0, len(pad), 2):
+        begins[r - 1 - i // 2], ends[r - 1 - i // 2] = pad[i], pad[i + 1]
+    value = float(node.attrs.get("value", 0.0))
+    dtype = b.value(node.outputs[0]).dtype
+    return [b.op("Pad", b.input(node, 0), b.ints(begins + ends),
+                 b.const(value, dtype) if value else None, mode="constant")]
+
+
 @lowering("permute")
 def permute(b: Builder, node: Node) -> list[str]:
     r = b.rank(node.inputs[0])

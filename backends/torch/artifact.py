@@ -301,11 +301,14 @@ def save_artifact(module: SparseModule, directory: str) -> list[str]:
 
 
 def _check_files(directory: str) -> None:
-    from sparsecc.cache import read_json
+    from sparsecc.cache import load_json_file
     path = os.path.join(directory, MANIFEST)
     if not os.path.isfile(path):
         raise ArtifactError(f"{path}: missing (is {directory} a sparsecc torch artifact?)")
-    manifest = read_json(path, "artifact manifest", say=None)
+    try:
+        manifest = load_json_file(path, "artifact manifest", max_bytes=1 << 20)
+    except SparseccError as e:
+        raise ArtifactError(str(e)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         fmt = manifest.get("format") if isinstance(manifest, dict) else None
         raise ArtifactError(f"{path}: format {fmt!r} is not {FORMAT!r}")

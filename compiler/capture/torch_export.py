@@ -126,6 +126,39 @@ def _export(model: torch.nn.Module, args: tuple, kwargs: dict,
                            f"{type(e).__name__}: {first}") from e
 
 
+def _unsupported(ep: torch.export.ExportedProgram) -> set:
+    from ..ir.ops import is_supported, op_name
+    return {n.target for n in ep.graph.nodes
+            if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
+            and not is_supported(op_name(n.target))}
+
+
+def _decompose_unsupported(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """What users write, in the IR's terms: in-place ops functionalized (`relu_` -> `relu`) and
+    every op outside the IR's set lowered through torch.export's own decompositions (`pad` ->
+    `constant_pad_nd`, `unflatten` -> `view`), while the ops the IR has (linear, conv,
+    attention, norms) stay whole. Ops that decompose into nothing the IR has are left for the
+    converter to name."""
+    bad = _unsupported(ep)
+    for _ in range(3):
+        if not bad:
+            break
+        table = torch.export.default_decompositions()
+        for op in list(table.keys()):
+            if op not in bad:
+                del table[op]
+        try:
+            with _quiet_torch():
+                ep = ep.run_decompositions(table)
+        except Exception:           # noqa: BLE001 - the converter names the op instead
+            break
+        still = _unsupported(ep)
+        if still == bad:
+            break
+        bad = still
+    return ep
+
+
 class _Converter:
     def __init__(self, ep: torch.export.ExportedProgram, dynamic_dims: DynamicDims,
                  model_name: str) -> None:
@@ -243,6 +276,11 @@ class _Converter:
         name = ops.op_name(target)
         if name in ASSERT_OPS:
             return
+        if name == "clone" and n.kwargs.get("memory_format") == torch.contiguous_format:
+            # `.contiguous()` exports as clone(memory_format=contiguous): the layout is the
+            # point (a view follows), so it stays a contiguous copy
+            self.emit(n, "contiguous", [self.tensor_arg(n.args[0], n)], {})
+            return
         if not ops.is_supported(name):
             raise UnsupportedOpError(name, n.name, source_line(n),
                                      "not in the IR's operator set")
@@ -267,6 +305,10 @@ class _Converter:
                 continue
             elif not (arg.has_default_value() and _same(a, arg.default_value)):
                 attrs[arg.name] = self.arg(a, n, arg.name)
+        if name in ("view", "_unsafe_view"):
+            # a view is valid only for the strides its input had in this trace (SDPA's output
+            # layout differs between kernels and devices): the IR keeps the values, as reshape
+            name, attrs = "reshape", {"shape": attrs.pop("size"), **attrs}
         self.emit(n, name, inputs, attrs)
 
     def emit(self, n: torch.fx.Node, op: str, inputs: list[str | None],
@@ -321,7 +363,25 @@ def capture(model: torch.nn.Module, args: Sequence[Any] = (),
     """
     if not isinstance(model, torch.nn.Module):
         raise CaptureError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    kwargs = dict(kwargs or {})
+    try:
+        forward_params = inspect.signature(model.forward).parameters
+    except ValueError:
+        forward_params = {}
+    if ("use_cache" in forward_params and "use_cache" not in kwargs
+            and getattr(getattr(model, "config", None), "use_cache", False)):
+        # a Hugging Face model as loaded returns its KV cache object, which export can't
+        # carry: the compiled model is the forward pass without it
+        kwargs["use_cache"] = False
+    try:
+        inspect.signature(model.forward).bind(*args, **kwargs)
+    except TypeError as e:
+        raise CaptureError(f"{name or type(model).__name__}: the example inputs don't match "
+                           f"forward{inspect.signature(model.forward)}: {e}") from None
+    except ValueError:              # no signature to check (a builtin); export will say
+        pass
     if model.training:
         model = copy.deepcopy(model).eval()
     ep = _export(model, tuple(args), dict(kwargs or {}), dict(dynamic_dims or {}))
+    ep = _decompose_unsupported(ep)
     return _Converter(ep, dict(dynamic_dims or {}), name or type(model).__name__).run()

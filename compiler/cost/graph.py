@@ -42,7 +42,8 @@ NORMS = frozenset({"batch_norm", "_native_batch_norm_legit_no_training", "layer_
 SOFTMAX = frozenset({"softmax.int", "_softmax", "log_softmax.int"})
 COPIES = frozenset({"contiguous", "clone", "cat", "stack", "repeat", "repeat_interleave.self_int",
                     "to.dtype", "to.dtype_layout", "to.other", "_to_copy", "type_as",
-                    "index_select", "gather", "index.Tensor", "embedding"})
+                    "index_select", "gather", "index.Tensor", "embedding",
+                    "constant_pad_nd"})
 ACT_GEMMS = frozenset({"matmul", "bmm", "mm", "baddbmm"})
 # elementwise ops inductor fuses with their neighbours
 POINTWISE = frozenset("""

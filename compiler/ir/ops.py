@@ -40,6 +40,7 @@ TENSOR_OPS: frozenset[str] = frozenset("""
     repeat_interleave.self_int slice.Tensor cat stack
     split.Tensor split_with_sizes chunk unbind.int unsqueeze squeeze squeeze.dim squeeze.dims
     flatten.using_ints contiguous clone alias detach lift_fresh_copy select.int narrow
+    constant_pad_nd
     scaled_dot_product_attention
     max_pool1d max_pool2d avg_pool1d avg_pool2d adaptive_avg_pool1d adaptive_avg_pool2d
     adaptive_max_pool2d

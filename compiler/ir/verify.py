@@ -117,3 +117,25 @@ def _run_meta(node: Node, env: Mapping[str, Any]) -> Any:
     except Exception as e:
         raise VerifyError(f"node {node.op} -> {', '.join(node.outputs)}: op refused its "
                           f"inputs: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+
+
+# ops whose first input is multiplied by a weight: it must be floating point
+_FLOAT_INPUT_OPS = frozenset({"linear", "addmm", "mm", "matmul", "bmm", "conv1d", "conv2d",
+                              "conv1d.padding", "conv2d.padding", "convolution"})
+_FLOATS = frozenset({"f16", "bf16", "f32", "f64"})
+
+
+def check_operand_dtypes(graph: Graph) -> None:
+    """Refuse a graph whose weight layers read non-floating activations (an int64 tensor fed
+    to a Linear): no backend runs it, and ONNX Runtime refuses such a model at load. One
+    VerifyError naming the node and the input."""
+    for node in graph.nodes:
+        if node.op not in _FLOAT_INPUT_OPS:
+            continue
+        for name in node.inputs[:2] if node.op in ("mm", "matmul", "bmm") else node.inputs[:1]:
+            v = graph.values.get(name) if name else None
+            if v is not None and v.dtype not in _FLOATS and v.dtype != SYM:
+                where = f"graph input %{name}" if name in graph.inputs else f"%{name}"
+                raise VerifyError(f"node {node.op} -> %{node.outputs[0]}: its input {where} is "
+                                  f"{v.dtype}; {node.op} needs floating-point inputs (cast the "
+                                  f"input, or give float example inputs)")

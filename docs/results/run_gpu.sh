@@ -174,7 +174,7 @@ artifact-zoo)   # the compiler's pick on the zoo models this machine has weights
   echo "resnet50 done at $(( $(date +%s) - t0 )) s"
   timeout 120 $py -m sparsecc.cli bench tiny-llama --target h200 --batch 1,16 --budget 1 \
      --no-layers --reps 20 --out "$out/art-zoo-tiny-llama-decode.json" 2>&1 | tail -3
-  timeout 100 $py -m sparsecc.cli bench tiny-llama --target h200 --batch 1 --seq 2048 --budget 1 \
+  timeout 100 $py -m sparsecc.cli bench tiny-llama --target h200 --batch 1 --seq 128 --budget 1 \
      --no-layers --reps 20 --out "$out/art-zoo-tiny-llama-prefill.json" 2>&1 | tail -3
   echo "tiny-llama done at $(( $(date +%s) - t0 )) s"
   timeout 150 $py -m sparsecc.cli bench tiny-resnet --target h200 --batch 1,16,256 --budget 1 \

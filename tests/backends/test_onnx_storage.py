@@ -46,7 +46,8 @@ def test_external_data_round_trips(tmp_path):
     z, result = _compile()
     result.artifact.external_data = True
     out = result.save(tmp_path / "ext")
-    assert sorted(os.listdir(out)) == ["config.json", "model.onnx", "model.onnx.data",
+    assert sorted(os.listdir(out)) == [".sparsecc-output", "config.json", "model.onnx",
+                                      "model.onnx.data",
                                       "plan.json", "report.html", "report.json"]
     assert os.path.getsize(os.path.join(out, "model.onnx")) < 100_000
     sess = ort.InferenceSession(os.path.join(out, "model.onnx"),
