@@ -130,6 +130,7 @@ def _unsupported(ep: torch.export.ExportedProgram) -> set:
     from ..ir.ops import is_supported, op_name
     return {n.target for n in ep.graph.nodes
             if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
+            and n.target.namespace == "aten" and op_name(n.target) not in ASSERT_OPS
             and not is_supported(op_name(n.target))}
 
 
