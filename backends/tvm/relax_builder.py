@@ -374,6 +374,19 @@ def _flatten(b, node, ins, attrs):
     return b.emit(b.relax.op.reshape(ins[0], b.out_shape(node)))
 
 
+def _pad(b, node, ins, attrs):
+    # torch: (last begin, last end, next-to-last begin, end, ...); Relax: per axis, in order
+    rank, pad = len(b.in_shape(node)), list(attrs["pad"])
+    width = [0] * (2 * rank)
+    for i in range(0, len(pad), 2):
+        axis = rank - 1 - i // 2
+        width[2 * axis], width[2 * axis + 1] = pad[i], pad[i + 1]
+    if any(w < 0 for w in width):
+        raise TvmLoweringError(f"constant_pad_nd (node {node.outputs[0]}) with negative pads")
+    return b.emit(b.relax.op.nn.pad(ins[0], width, "constant",
+                                    float(attrs.get("value", 0.0))))
+
+
 def _sum(b, node, ins, attrs):
     if attrs.get("dtype") is not None:
         raise TvmLoweringError(f"sum (node {node.outputs[0]}) with dtype")
@@ -410,7 +423,8 @@ _OPS: dict[str, Callable] = {
     "scaled_dot_product_attention": _sdpa, "conv2d": _conv2d, "batch_norm": _batch_norm,
     "max_pool2d": _max_pool2d, "adaptive_avg_pool2d": _adaptive_avg_pool2d,
     "flatten.using_ints": _flatten, "sum.dim_IntList": _sum, "to.dtype": _to_dtype,
-    "scalar_tensor": _scalar_tensor, "sym_size.int": _sym_size,
+    "scalar_tensor": _scalar_tensor, "sym_size.int": _sym_size, "constant_pad_nd": _pad,
+    "contiguous": lambda b, node, ins, attrs: ins[0],    # layouts are TVM's own
 }
 
 

@@ -110,11 +110,7 @@ def test_artifact_equals_the_interpreter(name, pattern, require_weights):
         _close(r.module(*ins), run(r.ir, ins))
 
 
-COMPILED = [pytest.param(n, marks=pytest.mark.slow) if n in ("tiny-resnet", "resnet50", "minilm")
-            else n for n in ZOO]
-
-
-@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("name", ZOO)
 def test_torch_compile_fullgraph_equals_the_artifact(name, require_weights):
     require_weights(name)
     torch._dynamo.reset()

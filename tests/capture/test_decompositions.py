@@ -71,3 +71,23 @@ def test_padding_the_channel_axis_blocks_its_group():
     cfg = sparsecc.CompileConfig(target="cpu-x86", dtype="f32", overrides={"a": "channel0.5"})
     with pytest.raises(sparsecc.ConfigError, match="constant_pad_nd pads this axis"):
         sparsecc.compile(m, (x,), cfg)
+
+
+def test_padding_lowers_to_tvm():
+    pytest.importorskip("tvm")
+
+    class Padded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pad, self.c = nn.ZeroPad2d(1), nn.Conv2d(3, 8, 3)
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x):
+            y = torch.relu(self.c(self.pad(x)))
+            return self.c2(F.pad(y, (1, 1, 2, 0), value=0.5)).contiguous()
+    m, x = Padded().eval(), torch.randn(2, 3, 8, 8)
+    r = sparsecc.compile(m, (x,), sparsecc.CompileConfig(target="cpu-x86", backend="tvm",
+                                                         dtype="f32",
+                                                         overrides={"c": "channel0.5"}))
+    assert r.plan["c"].chosen == "channel0.5"
+    torch.testing.assert_close(r.artifact(x), run(r.ir, (x,))[0], atol=1e-5, rtol=1e-4)
