@@ -157,9 +157,14 @@ def audit(before: Graph, after: Graph, plan: "Plan") -> None:
     """Check that the plan says what the final graph is, layer by layer: a sparse annotation
     exactly where the plan chose N:M or block, fewer output channels exactly where it chose a
     channel pattern. A difference is an internal error (PipelineError), raised before anything
-    is written, never a report that disagrees with the model."""
+    is written, never a report that disagrees with the model. A layer the user named on its
+    own (PlanLayers' "strict") that ended without its pattern is the user's error (ConfigError)."""
     from .errors import PipelineError
     from .patterns import parse_pattern
+    for name, (wanted, source) in after.analyses.get("strict", {}).items():
+        if plan[name].chosen != wanted:
+            raise ConfigError(f"layer {name}: {wanted} (from {source}) can't apply: "
+                              f"{plan[name].reason}")
     nodes = {o: n for n in after.nodes for o in n.outputs}
     for d in plan.decisions:
         p = parse_pattern(d.chosen)

@@ -57,8 +57,7 @@ def _kept_positions(size: int, channels: int, kept: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class SelectPatterns(Pass):
     name: ClassVar[str] = "select-patterns"
-    requires: ClassVar[tuple[str, ...]] = ("plan", "channel_groups", "layer_rows")
-    # reads "dense_model" when present (PredictLatency), for the minimum whole-model gain
+    requires: ClassVar[tuple[str, ...]] = ("plan", "channel_groups", "layer_rows", "dense_model")
     resolution: int = 2000
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:

@@ -390,9 +390,10 @@ class TorchArtifact(Artifact):
 
     def kernels(self) -> dict[str, dict[str, Any]]:
         calls = self.module.op_calls()
+        sparse = {s.layer: s for s in self.module.sparse.values()}
         out = {}
         for layer in find_layers(self.module.ir):
-            s = next((s for s in self.module.sparse.values() if s.layer == layer.name), None)
+            s = sparse.get(layer.name)
             out[layer.name] = {"family": s.kind if s else "dense",
                                "kernel": calls.get(layer.name, "aten"),
                                "weight_shape": tuple(self.module.ir.values[layer.weight].shape)}

@@ -159,12 +159,16 @@ class Semi24Linear:
         return [("col", alg)] + [("row", a) for a in ROW_ALGS if a < max(count, 1)] + \
             ([("row", 0)] if count <= min(ROW_ALGS) else [])
 
+    def _keys(self, m: int, row_major: bool) -> tuple[tuple, tuple]:
+        """(this layer's key, the key shared by every layer of this shape) at M=m."""
+        key = (self.padded(m), row_major)
+        return key, (self.out_features, self.in_features, self.dtype, self.bias is not None) + key
+
     def lookup(self, m: int, row_major: bool = True) -> Semi24Config | None:
         """The choice tuned before at M=m (in this layer, this process, or the disk cache)."""
-        key = (self.padded(m), row_major)
+        key, shared = self._keys(m, row_major)
         if key in self.configs:
             return self.configs[key]
-        shared = (self.out_features, self.in_features, self.dtype, self.bias is not None) + key
         if shared in _TUNED:
             self.configs[key] = _TUNED[shared]
             return self.configs[key]
@@ -183,8 +187,7 @@ class Semi24Linear:
         cfg = self.lookup(m, row_major)
         if cfg is not None:
             return cfg
-        key = (self.padded(m), row_major)
-        shared = (self.out_features, self.in_features, self.dtype, self.bias is not None) + key
+        key, shared = self._keys(m, row_major)
         disk = tuning_cache()
         # one input set: every candidate reads the same weight, and each "row" call costs
         # ~230 ms of host set-up when captured (see the module docstring)

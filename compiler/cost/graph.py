@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..ir import Graph, Node
+from ..ir.graph import SYM, torch_dtype
 from ..ir.symbolic import evaluate
 from ..targets import DTYPE_BYTES, normalize_dtype
 from .ops import OpWork, attention_work
@@ -89,26 +90,18 @@ class GraphPrediction:
                 "from_measurements": round(measured / self.total_us, 3) if self.total_us else 0}
 
 
-def _numel(shape, env: Mapping[str, int]) -> int:
-    n = 1
-    for d in shape:
-        n *= evaluate(d, env) if isinstance(d, str) else int(d)
-    return n
+def _shape(graph: Graph, name: str, env: Mapping[str, int]) -> list[int]:
+    return [evaluate(d, env) if isinstance(d, str) else int(d) for d in graph.values[name].shape]
 
 
 def _bytes(graph: Graph, name: str | None, env: Mapping[str, int], dtype: str) -> float:
-    if name is None or name not in graph.values:
+    """Bytes of a value at the workload; floats in the compute dtype."""
+    if name is None or name not in graph.values or graph.values[name].dtype == SYM:
         return 0.0
     v = graph.values[name]
-    if not v.shape and v.dtype == "sym":
-        return 0.0
-    size = DTYPE_BYTES.get(normalize_dtype(dtype), 2) if v.dtype in ("f16", "bf16", "f32") \
-        else {"i64": 8, "i32": 4, "bool": 1, "u8": 1, "i8": 1}.get(v.dtype, 4)
-    return float(_numel(v.shape, env) * size)
-
-
-def _shape(graph: Graph, name: str, env: Mapping[str, int]) -> list[int]:
-    return [evaluate(d, env) if isinstance(d, str) else int(d) for d in graph.values[name].shape]
+    size = DTYPE_BYTES.get(normalize_dtype(dtype), 2) if torch_dtype(v.dtype).is_floating_point \
+        else torch_dtype(v.dtype).itemsize
+    return float(math.prod(_shape(graph, name, env)) * size)
 
 
 def predict_graph(graph: Graph, model: Any, env: Mapping[str, int], dtype: str = "f16",
