@@ -49,6 +49,9 @@ class Backend(abc.ABC):
     # pattern kind -> the ops this backend runs that kind on with a kernel of that pattern;
     # None: every op a layer can be. Kinds not listed run on no kernel of theirs.
     kernel_ops: ClassVar[Mapping[str, frozenset[str] | None]] = {}
+    # the patterns whose sibling linear layers (same input: q/k/v, gate/up) the artifact runs
+    # as one GEMM (`sparsecc.plan.sibling_groups`); the whole-model prediction prices them so
+    fuses_siblings: ClassVar[tuple[str, ...]] = ()
 
     def check(self, pattern: Any, op: str, target: Any) -> str | None:
         """None if this backend runs `pattern` on layer op `op` with a kernel of that pattern

@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", default="f16", help="f16 (default) or bf16")
     b.add_argument("--reps", type=_positive_int, default=30, help="timed runs per model")
     b.add_argument("--no-layers", action="store_true", help="skip the per-layer timings")
+    b.add_argument("--unfused", action="store_true",
+                   help="also time the artifact with its sibling layers (q/k/v, gate/up) as "
+                        "separate GEMMs, to show what running them as one is worth")
     b.add_argument("--no-reconstruct", action="store_true",
                    help="compile without the least-squares refit (same kernels and shapes)")
     b.add_argument("--tiny", action="store_true", help="the zoo model's small config")
@@ -252,7 +255,7 @@ def _cmd_bench(a: argparse.Namespace) -> int:
                                reconstruct=not a.no_reconstruct, **_patterns_kw(a.patterns))
         case, result = gpu.bench_case(loaded, config, batch, seq, plan_file=a.plan,
                                       dtype=dtype, warmup=5, reps=a.reps,
-                                      layers=not a.no_layers)
+                                      layers=not a.no_layers, unfused=a.unfused)
         cases.append(case)
         if a.report_dir:
             result.report["measured"] = {

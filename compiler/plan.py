@@ -81,6 +81,39 @@ def find_layers(graph: Graph) -> list[Layer]:
     return out
 
 
+
+def layer_pattern(node: Node) -> str:
+    """A node's sparsity annotation in its canonical form ("dense" when none)."""
+    from .patterns import parse_pattern
+    annotation = node.attrs.get("sparsity")
+    return str(parse_pattern(annotation)) if annotation else "dense"
+
+
+def sibling_groups(graph: Graph, patterns: Iterable[str] = ("dense", "2:4")
+                   ) -> list[tuple[Node, ...]]:
+    """Linear layers that can run as one GEMM over their weights stacked along N (q/k/v,
+    gate/up), in graph order, groups of two or more: they read the same input, carry the same
+    pattern (one of `patterns`), have the same K and weight dtype, and all have a bias of one
+    dtype or none; every weight and bias is a parameter that no other node reads."""
+    shared = param_readers(graph)
+    params = set(graph.param_names)
+    allowed = set(patterns)
+    groups: dict[tuple, list[Node]] = {}
+    for node in graph.nodes:
+        if node.op != "linear" or len(node.inputs) < 2 or not node.inputs[0]:
+            continue
+        layer = layer_of(graph, node)
+        pattern = layer_pattern(node)
+        if layer is None or len(layer.shape) != 2 or pattern not in allowed:
+            continue
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
+        if layer.weight in shared or (bias is not None and (bias not in params or bias in shared)):
+            continue
+        key = (node.inputs[0], pattern, layer.shape[1], graph.values[layer.weight].dtype,
+               None if bias is None else graph.values[bias].dtype)
+        groups.setdefault(key, []).append(node)
+    return [tuple(g) for g in groups.values() if len(g) > 1]
+
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     pattern: str

@@ -3,7 +3,9 @@
 The weight layers alone overstate a plan's gain: norms, attention, elementwise ops and copies
 take the same time before and after. This pass predicts every node of the final graph (what
 the backend lowers) with `sparsecc.cost.graph.predict_graph`, at the workload, and compares it
-with the dense graph's prediction that PredictLatency made before anything changed.
+with the dense graph's prediction that PredictLatency made before anything changed. Sibling
+linear layers that the chosen backend runs as one GEMM (`Backend.fuses_siblings`) are priced
+that way; the dense side stays the user's model, one GEMM per layer.
 """
 from __future__ import annotations
 
@@ -15,6 +17,15 @@ from sparsecc.ir import Graph
 from sparsecc.pipeline import Pass, PassContext, PassResult
 
 from .predict_latency import workload_env
+
+
+def _siblings(graph: Graph, ctx: PassContext) -> list:
+    from sparsecc.backend import default_backend, get_backend
+    from sparsecc.plan import sibling_groups
+    name = getattr(ctx.config, "backend", None) or (default_backend(ctx.target)
+                                                    if ctx.target is not None else None)
+    fuses = get_backend(name).fuses_siblings if name else ()
+    return sibling_groups(graph, fuses) if fuses else []
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -34,7 +45,10 @@ class PredictModel(Pass):
                **workload_env(graph.analyses.get("workload", {}))}
         dtype = ctx.config.dtype if ctx.config is not None else "f16"
         dense = graph.analyses["dense_model"]
-        planned = predict_graph(graph, model, env, dtype).to_dict()
+        siblings = _siblings(graph, ctx)
+        planned = predict_graph(graph, model, env, dtype, siblings).to_dict()
+        if siblings:
+            planned["fused_siblings"] = len(siblings)
         out = {"dense": dense, "planned": planned,
                "speedup": _ratio(dense["total_us"], planned["total_us"]),
                "fused_speedup": _ratio(dense["fused_us"], planned["fused_us"])}

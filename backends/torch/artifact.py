@@ -3,7 +3,9 @@
 `SparseModule(graph, tensors)` generates an FX graph from the IR, one call per node: ATen ops
 for every dense node, and our operators (ops.py) for the sparse layers —
 `sparsecc::linear_2to4` for a linear layer annotated `sparsity="2:4"`,
-`sparsecc::linear_bsr` for `blockRxC@d`. So `torch.compile(module, fullgraph=True)` traces
+`sparsecc::linear_bsr` for `blockRxC@d`. Sibling linear layers — same input, both dense or
+both 2:4, like q/k/v and gate/up — run as one GEMM over their weights stacked along N, its
+output split after (the members' weights are views into the stacked one). So `torch.compile(module, fullgraph=True)` traces
 it without graph breaks, inductor fuses the ops between the sparse GEMMs, and
 `mode="reduce-overhead"` replays it in CUDA graphs.
 
@@ -36,7 +38,7 @@ from sparsecc.errors import SparseccError
 from sparsecc.ir import Graph, ops
 from sparsecc.ir.graph import DType, Ref
 from sparsecc.patterns import NM, Block, parse_pattern
-from sparsecc.plan import find_layers, layer_of
+from sparsecc.plan import find_layers, layer_of, sibling_groups
 
 from . import ops as sparse_ops   # registers torch.ops.sparsecc.*
 
@@ -111,10 +113,28 @@ def _attr(name: str, used: set[str]) -> str:
     return out
 
 
-class SparseModule(torch.nn.Module):
-    """A planned IR graph as a module: `self.gm` is the generated FX GraphModule."""
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """Linear layers that run as one GEMM: one layer, or siblings (same input, same pattern)
+    whose weights are stacked along N — q/k/v, gate/up — and whose output is split after."""
+    outputs: tuple[str, ...]        # the member nodes' outputs, in graph order
+    weights: tuple[str, ...]
+    biases: tuple[str, ...]         # empty when the members have no bias
+    sizes: tuple[int, ...]          # each member's N
+    kind: str                       # "dense" | "nm"
+    slot: str                       # the gm attribute of the stacked weight (dense) or packed form (nm)
+    bias_slot: str | None           # the gm attribute of the stacked bias
 
-    def __init__(self, graph: Graph, tensors: Mapping[str, torch.Tensor]) -> None:
+
+class SparseModule(torch.nn.Module):
+    """A planned IR graph as a module: `self.gm` is the generated FX GraphModule.
+
+    Sibling linear layers (`sparsecc.plan.sibling_groups`: same input, dense or 2:4) run as
+    one GEMM on their stacked weights unless `fuse_siblings=False`; the members' own weights
+    are views into the stacked one, so nothing is held twice, and they are saved one by one."""
+
+    def __init__(self, graph: Graph, tensors: Mapping[str, torch.Tensor],
+                 fuse_siblings: bool = True) -> None:
         super().__init__()
         self.ir = graph
         self.sparse = sparse_layers(graph)
@@ -130,15 +150,38 @@ class SparseModule(torch.nn.Module):
         floats = [t for t in tensors.values() if t.is_floating_point()]
         root.register_buffer("_like", torch.zeros((), dtype=floats[0].dtype if floats
                                                   else torch.float32))
-        self._packed: dict[str, str] = {}     # 2:4 weight -> its cuSPARSELt buffer
-        for s in self.sparse.values():
-            if s.kind == "nm" and s.weight not in self._packed:
-                slot = self._packed[s.weight] = _attr(f"{s.weight}.packed", used)
-                root.register_buffer(slot, torch.empty(0, dtype=root._like.dtype))
+        self.units = self._units(graph, tensors, fuse_siblings, used)
+        for u in self.units:
+            if u.kind == "nm" or len(u.outputs) > 1:
+                root.register_buffer(u.slot, torch.empty(0, dtype=root._like.dtype))
+            if u.bias_slot:
+                root.register_buffer(u.bias_slot, torch.empty(0, dtype=root._like.dtype))
         self.gm = fx.GraphModule(root, self._fx_graph(graph, tensors))
         self.packing: dict[str, str] = {}     # 2:4 weight -> why the reference runs, if so
         self._repack()
 
+    def _units(self, graph: Graph, tensors: Mapping[str, torch.Tensor], fuse: bool,
+               used: set[str]) -> list[Unit]:
+        """Sibling groups (when fusing) and every other 2:4 layer, each a Unit."""
+        nodes = {n.outputs[0]: n for n in graph.nodes if n.outputs}
+        groups = [g for g in sibling_groups(graph)
+                  if all(n.outputs[0] in self.sparse or n.inputs[1] in tensors for n in g)
+                  ] if fuse else []
+        grouped = {n.outputs[0] for g in groups for n in g}
+        singles = [(nodes[o],) for o, s in self.sparse.items()
+                   if s.kind == "nm" and o not in grouped]
+        units = []
+        for members in [*groups, *singles]:
+            outs = tuple(n.outputs[0] for n in members)
+            kind = "nm" if outs[0] in self.sparse else "dense"
+            biases = tuple(n.inputs[2] for n in members if len(n.inputs) > 2 and n.inputs[2])
+            tag = "+".join(n.inputs[1] for n in members)
+            units.append(Unit(outs, tuple(n.inputs[1] for n in members), biases,
+                              tuple(int(graph.values[n.inputs[1]].shape[0]) for n in members),
+                              kind, _attr(f"{tag}.packed" if kind == "nm" else tag, used),
+                              _attr(f"{tag}.bias", used) if len(members) > 1 and biases
+                              else None))
+        return units
     # -- the generated graph --------------------------------------------------------------
     def _fx_graph(self, graph: Graph, tensors: Mapping[str, torch.Tensor]) -> fx.Graph:
         g = fx.Graph()
@@ -172,33 +215,33 @@ class SparseModule(torch.nn.Module):
                 return tuple(value(x) for x in v)
             return v
 
+        unit_of = {o: u for u in self.units for o in u.outputs}
         for node in graph.nodes:
             if node.op in ops.SCALAR_OPS:
                 env[node.outputs[0]] = g.call_function(
                     ops.SCALAR_OPS[node.op], (value(node.attrs["a"]), value(node.attrs["b"])))
                 continue
+            unit = unit_of.get(node.outputs[0]) if node.outputs else None
+            if unit is not None:
+                if node.outputs[0] == unit.outputs[0]:
+                    self._emit_unit(g, unit, env[node.inputs[0]], env, tensor)
+                continue
             s = self.sparse.get(node.outputs[0])
             x = env[node.inputs[0]] if node.inputs and node.inputs[0] else None
             bias = (env[node.inputs[2]] if len(node.inputs) > 2 and node.inputs[2] is not None
                     else None)
-            if s is not None and s.kind == "nm":
-                w = s.weight
-                out = g.call_function(torch.ops.sparsecc.linear_2to4.default,
-                                      (x, tensor(f"{w}.values"), tensor(f"{w}.meta"),
-                                       g.get_attr(self._packed[w]), bias))
-            elif s is not None:
+            if s is not None:
                 w = s.weight
                 out = g.call_function(torch.ops.sparsecc.linear_bsr.default,
                                       (x, tensor(f"{w}.blocks"), tensor(f"{w}.row_ptr"),
                                        tensor(f"{w}.col_idx"), bias,
                                        int(graph.values[w].shape[1])))
+                out.meta["sparsecc_layers"] = (s.layer,)
             else:
                 ins = [None if i is None else env[i] for i in node.inputs]
                 attrs = {k: value(v) for k, v in node.attrs.items() if k != "sparsity"}
                 target, args, kwargs = ops.bind(node.op, ins, attrs, device)
                 out = g.call_function(target, tuple(args), kwargs)
-            if s is not None:
-                out.meta["sparsecc_layer"] = s.layer
             if ops.returns_many(node.op) if s is None else False:
                 for i, name in enumerate(node.outputs):
                     env[name] = g.call_function(operator.getitem, (out, i))
@@ -209,26 +252,75 @@ class SparseModule(torch.nn.Module):
         g.lint()
         return g
 
+    def _emit_unit(self, g: fx.Graph, unit: Unit, x: fx.Node, env: dict[str, Any],
+                   tensor) -> None:
+        """One GEMM for the unit's layers, its output split back into theirs."""
+        if unit.bias_slot:
+            bias = g.get_attr(unit.bias_slot)
+        else:
+            bias = env[unit.biases[0]] if unit.biases else None
+        if unit.kind == "nm":
+            out = g.call_function(torch.ops.sparsecc.linear_2to4.default,
+                                  (x, [tensor(f"{w}.values") for w in unit.weights],
+                                   [tensor(f"{w}.meta") for w in unit.weights],
+                                   g.get_attr(unit.slot), bias))
+            out.meta["sparsecc_layers"] = tuple(self.sparse[o].layer for o in unit.outputs)
+        else:
+            out = g.call_function(torch.ops.aten.linear.default,
+                                  (x, g.get_attr(unit.slot), bias))
+        if len(unit.outputs) == 1:
+            env[unit.outputs[0]] = out
+            return
+        parts = g.call_function(torch.ops.aten.split_with_sizes.default,
+                                (out, list(unit.sizes), -1))
+        for i, o in enumerate(unit.outputs):
+            env[o] = g.call_function(operator.getitem, (parts, i))
+
     # -- device placement -----------------------------------------------------------------
     def _apply(self, fn, recurse=True):
+        if hasattr(self, "gm"):
+            # the stacked tensors are rebuilt from the members after the move, not moved
+            for u in self.units:
+                for slot in (u.slot, u.bias_slot):
+                    if slot:
+                        self.gm.register_buffer(slot, torch.empty(0))
         super()._apply(fn, recurse)
         if hasattr(self, "gm"):
             self._repack()
         return self
 
+    def _stack(self, names: tuple[str, ...], slot: str) -> None:
+        """gm.<slot> = the members' tensors stacked along dim 0; the members become views."""
+        parts = [getattr(self.gm, self._slots[n]).detach() for n in names]
+        stacked = torch.cat(parts)
+        self.gm.register_buffer(slot, stacked)
+        start = 0
+        for n, p in zip(names, parts):
+            view = stacked[start:start + p.shape[0]]
+            self.gm.register_parameter(self._slots[n],
+                                       torch.nn.Parameter(view, requires_grad=False))
+            start += p.shape[0]
+
     def _repack(self) -> None:
-        """cuSPARSELt's packed form of each 2:4 weight on a CUDA device, else empty."""
+        """Stack the weights of fused dense units and the biases of fused units; make
+        cuSPARSELt's packed form of each 2:4 unit on a CUDA device (else empty)."""
         self.packing = {}
-        for w, slot in self._packed.items():
-            values = getattr(self.gm, self._slots[f"{w}.values"])
-            meta = getattr(self.gm, self._slots[f"{w}.meta"])
-            if values.is_cuda:
-                packed, why = sparse_ops.pack_cusparselt(values.detach(), meta)
+        for u in self.units:
+            if u.bias_slot:
+                self._stack(u.biases, u.bias_slot)
+            if u.kind == "dense":
+                self._stack(u.weights, u.slot)
+                continue
+            values = [getattr(self.gm, self._slots[f"{w}.values"]).detach() for w in u.weights]
+            meta = [getattr(self.gm, self._slots[f"{w}.meta"]) for w in u.weights]
+            if values[0].is_cuda:
+                packed, why = sparse_ops.pack_cusparselt(values, meta)
             else:
-                packed, why = values.new_empty(0), f"{values.device.type}: no 2:4 kernel"
-            self.gm.register_buffer(slot, packed)
+                packed, why = values[0].new_empty(0), f"{values[0].device.type}: no 2:4 kernel"
+            self.gm.register_buffer(u.slot, packed)
             if why:
-                self.packing[w] = why
+                for w in u.weights:
+                    self.packing[w] = why
 
     # -- running and describing -----------------------------------------------------------
     def forward(self, *args: Any) -> Any:
@@ -247,8 +339,13 @@ class SparseModule(torch.nn.Module):
 
     def op_calls(self) -> dict[str, str]:
         """Layer -> the operator the generated graph calls for it (sparse layers only)."""
-        return {n.meta["sparsecc_layer"]: f"{n.target.namespace}::{n.target._opname}"
-                for n in self.gm.graph.nodes if "sparsecc_layer" in n.meta}
+        return {layer: f"{n.target.namespace}::{n.target._opname}"
+                for n in self.gm.graph.nodes for layer in n.meta.get("sparsecc_layers", ())}
+
+    def fused(self) -> list[list[str]]:
+        """The layers that run as one GEMM, group by group (sibling fusion)."""
+        names = {l.node: l.name for l in find_layers(self.ir)}
+        return [[names[o] for o in u.outputs] for u in self.units if len(u.outputs) > 1]
 
     def kernel_table(self) -> list[dict[str, Any]]:
         """What runs each sparse layer on the module's current device."""
@@ -288,7 +385,9 @@ def save_artifact(module: SparseModule, directory: str) -> list[str]:
     from sparsecc.ir import print_graph
     with open(os.path.join(directory, "model.ir"), "w") as f:
         f.write(print_graph(module.ir))
+    # members of a fused unit are views into one stacked tensor: each is saved on its own
     tensors = {k: v.to("cpu").contiguous() for k, v in module.tensors().items()}
+    tensors = {k: v.clone() if v._base is not None else v for k, v in tensors.items()}
     save_file(tensors, os.path.join(directory, "weights.safetensors"),
               metadata={"format": FORMAT})
     manifest = {"format": FORMAT, "files": {
@@ -405,6 +504,7 @@ class TorchBackend(Backend):
     title: ClassVar[str] = "PyTorch"
     kernel_ops: ClassVar[dict] = {"channel": None, "nm": frozenset({"linear"}),
                                   "block": frozenset({"linear"})}
+    fuses_siblings: ClassVar[tuple[str, ...]] = ("dense", "2:4")
 
     def check(self, pattern: Any, op: str, target: Any) -> str | None:
         # our operators run real kernels on CUDA (cuSPARSELt, Triton) and the CPU (torch's

