@@ -82,3 +82,49 @@ def assert_close():
                 e = rel_err(o, r)
                 assert e <= tol, f"output {i}: relative error {e:.3g} > {tol}"
     return check
+
+
+
+def _import_torchvision():
+    """torchvision for the model-family tests, or None when it is not there.
+
+    The README's test command installs torchvision==0.28.0 with `--target .venv/torchvision`,
+    outside site-packages: PyPI's wheel is a CUDA build, and next to the CPU torch its C
+    extension (NMS, RoIAlign, ...) can't load, so `import torchvision` fails — and, installed
+    in site-packages, it would break every process that imports transformers, which imports
+    torchvision whenever it finds it. Only the tests put that folder on sys.path. The
+    classification models use none of the C ops: when the extension can't load, an empty
+    module stands in for `torchvision._meta_registrations` (which registers fake kernels for
+    those ops). Runs when this conftest is imported, before any test imports transformers.
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+    folder = os.path.join(sys.prefix, "torchvision")
+    if os.path.isdir(folder) and folder not in sys.path:
+        sys.path.append(folder)
+    if importlib.util.find_spec("torchvision") is None:
+        return None
+    try:
+        return importlib.import_module("torchvision")
+    except RuntimeError as e:               # "operator torchvision::nms does not exist"
+        if "torchvision::" not in str(e):
+            raise
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]               # the half-imported package, imported again below
+    sys.modules["torchvision._meta_registrations"] = types.ModuleType(
+        "torchvision._meta_registrations")
+    return importlib.import_module("torchvision")
+
+
+_TORCHVISION = _import_torchvision()
+
+
+@pytest.fixture(scope="session")
+def torchvision():
+    """The torchvision package; the test is skipped, naming the dev extra, without it."""
+    if _TORCHVISION is None:
+        pytest.skip("torchvision is not installed: pip install --no-deps --target "
+                    ".venv/torchvision torchvision==0.28.0 (the README's test command)")
+    return _TORCHVISION
