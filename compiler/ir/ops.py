@@ -49,10 +49,13 @@ TENSOR_OPS: frozenset[str] = frozenset("""
     to.dtype to.dtype_layout to.device to.other _to_copy type_as
     arange arange.start arange.start_step new_ones new_zeros new_full ones zeros full
     ones_like zeros_like full_like scalar_tensor
-    gather index.Tensor index_select masked_fill.Scalar masked_fill.Tensor where.self
+    gather index.Tensor index_select index_copy masked_fill.Scalar masked_fill.Tensor where.self
     ge.Scalar ge.Tensor gt.Scalar gt.Tensor le.Scalar le.Tensor lt.Scalar lt.Tensor
     eq.Scalar eq.Tensor ne.Scalar ne.Tensor __and__.Tensor __or__.Tensor bitwise_and.Tensor
     bitwise_or.Tensor logical_not logical_and logical_or bitwise_not
+    round sign softplus mish tan atan asin acos sinh cosh asinh acosh atanh isnan isinf
+    fmod.Tensor remainder.Tensor prod.dim_int topk scatter.src scatter_reduce.two index_put
+    upsample_nearest2d upsample_bilinear2d upsample_bicubic2d
     sym_size.int
 """.split())
 

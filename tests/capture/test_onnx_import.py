@@ -4,9 +4,12 @@ Zoo models go capture → export_onnx → import_onnx → verify → export_onnx
 models must give the same outputs in ORT at other sizes than the capture example (dynamic dims);
 the interpreter on the imported graph must match too. Hand-written ONNX models cover forms the
 exporter never writes (Gemm with transB, Conv pads and groups, BatchNormalization, pooling,
-Flatten, Constant, Dropout). Bad files raise `OnnxImportError` naming the file and the reason,
-and the CLI turns them into one line and exit code 2. Tolerance: fp32 1e-5 relative
-(max |diff| / max |ref|); ints and bools exact.
+Flatten, Constant, Dropout). Imports that used to be silently wrong (variadic Max, Split sizes
+from data, Mod by ±inf, negative indices, empty constants) and what torch.onnx.export writes for
+ordinary modules (shape arithmetic, Pad, Resize, Einsum) have their own tests; every op alone is
+matched against ORT in test_onnx_ops_ort.py. Bad files raise `OnnxImportError` naming the file
+and the reason, and the CLI turns them into one line and exit code 2. Tolerance: fp32 1e-5
+relative (max |diff| / max |ref|); ints and bools exact.
 """
 import importlib.util
 import io
@@ -431,6 +434,144 @@ def test_names_are_sanitized_and_odd_dims_renamed():
     verify(g)
     assert g.inputs == ["in_put"] and g.outputs == ["out_put"]
     assert g.values["in_put"].shape == ("batch_size", "E_", 3, "dim0")
+
+
+# -- imports that used to be silently wrong -------------------------------------------------
+def _ort_matches(model, feeds, assert_close):
+    g = import_onnx(model)
+    verify(g)
+    for feed in feeds:
+        assert_close(run(g, feed), _outputs(run_onnx(model, feed)), TOL)
+    return g
+
+
+def test_variadic_max_min_sum_mean_read_every_input(assert_close):
+    """Max(a, b, c) is max over all three (it was maximum(a, b))."""
+    nodes = [node(op, ["x", "v", "w"], [op.lower()]) for op in ("Max", "Min", "Sum", "Mean")]
+    inputs = [X, ("v", F, [8]), ("w", F, ["seq", 1])]
+    model = _typed_model(nodes, inputs, {}, ["max", "min", "sum", "mean"], 18)
+    feed = _feed(inputs)
+    feed[2] = feed[2] + 3.0  # the third input decides Max
+    _ort_matches(model, [feed], assert_close)
+
+
+def test_split_sizes_from_tensor_data_are_refused():
+    """Sizes the importer can't compute must not become an equal split."""
+    model = _typed_model([node("Split", ["x", "sizes"], ["a", "c"], axis=2)],
+                         [X, ("sizes", I64, [2])], {}, ["a", "c"], 18)
+    with pytest.raises(OnnxImportError, match=r"Split node 'a': the split sizes 'sizes' come "
+                                              r"from tensor data"):
+        import_onnx(model)
+
+
+def test_mod_by_an_infinite_divisor_matches_ort():
+    """x mod ±inf is x when the signs agree, else the divisor (fmod=0; ONNX allows it for
+    floats from opset 28), and x (fmod=1); it was NaN. Large quotients keep full precision."""
+    d = np.array([np.inf, -np.inf, np.inf, -np.inf, 2.5, -0.5, 0.1, np.inf], np.float32)
+    x = torch.tensor([[1.5, 1.5, -1.5, -1.5, 7.25, -3.0, 1e7 + 3, 0.0]])
+    for fmod, opset in ((0, 28), (1, 18)):
+        model = _typed_model([node("Mod", ["x", "d"], fmod=fmod)], [("x", F, ["batch", 8])],
+                             {"d": d}, ["y"], opset)
+        (got,), (want,) = run(import_onnx(model), [x]), _outputs(run_onnx(model, [x]))
+        torch.testing.assert_close(got, want, rtol=TOL, atol=0, equal_nan=True)
+
+
+def test_negative_indices_match_ort(assert_close):
+    """ONNX counts negative indices from the end: GatherElements, Gather into an embedding
+    table and ScatterElements (gather/embedding/scatter refuse them)."""
+    idx = ("idx", I64, ["batch", 2, 8], -5, 5)
+    nodes = [node("GatherElements", ["x", "idx"], ["ge"], axis=1),
+             node("Gather", ["table", "ids"], ["emb"]),
+             node("ScatterElements", ["x", "idx", "u"], ["se"], axis=-2)]
+    inputs = [X, idx, ("ids", I64, ["batch", "seq"], -10, 10), ("u", F, ["batch", 2, 8])]
+    model = _typed_model(nodes, inputs, {"table": _randn(10, 4)}, ["ge", "emb", "se"], 18)
+    _ort_matches(model, [_feed(inputs)], assert_close)
+
+
+@pytest.mark.parametrize("array", [np.zeros((0,), np.int64), np.zeros((0, 4), np.float32),
+                                   np.zeros((3, 0), np.bool_)], ids=["i64", "f32", "bool"])
+def test_empty_constant_imports_and_round_trips(array):
+    """A 0-element initializer or Constant: an IR parameter with a fresh (contiguous) tensor,
+    which the ONNX exporter writes back (numpy's zero strides crashed it)."""
+    elem = onnx.helper.np_dtype_to_tensor_dtype(array.dtype)
+    for as_constant in (True, False):
+        nodes = [node("Identity", ["e"], ["z"]), node("Relu", ["x"], ["r"])]
+        inits = {} if as_constant else {"e": array}
+        if as_constant:
+            nodes.insert(0, node("Constant", [], ["e"], value=numpy_helper.from_array(array)))
+        graph = helper.make_graph(nodes, "empty", [helper.make_tensor_value_info("x", F, ["b", 8])],
+                                  [helper.make_tensor_value_info("z", elem, list(array.shape)),
+                                   helper.make_tensor_value_info("r", F, ["b", 8])],
+                                  [_init(k, v) for k, v in inits.items()])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        g = import_onnx(model)
+        verify(g)
+        x = torch.randn(2, 8)
+        z, r = run_onnx(export_onnx(g), [x])
+        assert np.asarray(z).shape == array.shape and np.asarray(z).dtype == array.dtype
+        torch.testing.assert_close(torch.as_tensor(np.asarray(r)), x.relu())
+
+
+# -- what torch.onnx.export writes for ordinary modules -------------------------------------
+class _TokenTypes(torch.nn.Module):
+    """BERT's `token_type_ids = buffer[:, :seq].expand(batch, seq)`."""
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("types", torch.zeros(1, 16, dtype=torch.long))
+        self.words, self.kinds = torch.nn.Embedding(30, 8), torch.nn.Embedding(2, 8)
+
+    def forward(self, ids):
+        b, s = ids.shape
+        return self.words(ids) + self.kinds(self.types[:, :s].expand(b, s))
+
+
+class _Upsampler(torch.nn.Module):
+    """Padding, norms, interpolation, pixel shuffle and elementwise ops a CNN decoder uses."""
+    def __init__(self):
+        super().__init__()
+        self.conv, self.inorm = torch.nn.Conv2d(3, 8, 3), torch.nn.InstanceNorm2d(8, affine=True)
+        self.gnorm = torch.nn.GroupNorm(2, 8)
+
+    def forward(self, x):
+        F_ = torch.nn.functional
+        x = self.inorm(self.conv(F_.pad(x, (1, 1, 2, 0), mode="reflect")))
+        x = F_.interpolate(F_.interpolate(x, scale_factor=2.0), scale_factor=2.0, mode="bilinear")
+        x = F_.interpolate(x, size=(10, 12), mode="bilinear", align_corners=True)
+        x = F_.pad(F_.pixel_shuffle(self.gnorm(x), 2), (1, 2, 0, 1), mode="replicate")
+        return F_.mish(F_.softplus(x)).round().sign() + x.tril(1) + F_.pad(x, (1, -1))
+
+
+class _EinsumTopK(torch.nn.Module):
+    def forward(self, q, k, v):
+        a = torch.einsum("bhqd,bhkd->bhqk", q, k).softmax(-1)
+        o = torch.einsum("bhqk,bhkd->bhqd", a, v)
+        return o.topk(2, dim=-1)[0], torch.cumsum(o, -1)
+
+
+@pytest.mark.parametrize("name", ["token_types", "upsampler", "einsum_topk"])
+def test_torch_onnx_export_of_ordinary_modules(name, assert_close):
+    """The TorchScript exporter's shape arithmetic (Shape/Gather/Concat/Equal/Where/
+    ConstantOfShape), Pad, Resize, DepthToSpace, Einsum and TopK import over dynamic dims and
+    match ORT at two sizes."""
+    torch.manual_seed(0)
+    module, shapes, dims = {
+        "token_types": (_TokenTypes(), [(2, 5)], {"ids": {0: "b", 1: "s"}}),
+        "upsampler": (_Upsampler(), [(2, 3, 9, 11)], {"x": {0: "b", 2: "h", 3: "w"}}),
+        "einsum_topk": (_EinsumTopK(), [(2, 3, 4, 8)] * 3,
+                        {n: {0: "b", 2: "s"} for n in "qkv"}),
+    }[name]
+    make = (lambda s, k: torch.randint(0, 30, s)) if name == "token_types" else \
+        (lambda s, k: torch.randn(*s))
+    example = [make(s, 0) for s in shapes]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), tuple(example), buffer, dynamo=False,
+                          input_names=list(dims), dynamic_axes=dims, opset_version=17)
+    model = onnx.load_from_string(buffer.getvalue())
+    grow = [tuple(d + 1 + (a > 1) if a in dims[n] else d for a, d in enumerate(s))
+            for n, s in zip(dims, shapes)]
+    _ort_matches(model, [example, [make(s, 1) for s in grow]], assert_close)
 
 
 # -- bad input ----------------------------------------------------------------------------
