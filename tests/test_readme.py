@@ -14,3 +14,25 @@ def test_ci_runs_the_readme_test_command():
     assert "sparsecc compile tiny-llama --target h100 --out out/" in install_and_compile
     assert install_and_test in ci.splitlines(), "CI does not run the README's test command"
     assert "pytest" in install_and_test
+
+
+def _python_blocks():
+    readme = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", readme, re.S)
+
+
+def test_the_readme_python_blocks_run_as_written(tmp_path, monkeypatch, require_weights):
+    # in a folder where an earlier run's out-api/ exists (what a user has after running it once)
+    from sparsecc.outdir import write_out
+    blocks = _python_blocks()
+    assert blocks, "the README has no Python example"
+    for name in ("minilm",):
+        if any(f'models.get("{name}")' in b for b in blocks):
+            require_weights(name)
+    monkeypatch.chdir(tmp_path)
+    write_out(str(tmp_path / "out-api"), lambda d: (tmp_path / "earlier").touch(), False, ())
+    for code in blocks:
+        scope: dict = {"__name__": "__readme__"}
+        exec(compile(code, "README.md", "exec"), scope)     # our own file, not user input
+    assert (tmp_path / "out-api" / "manifest.json").is_file()
+    assert scope["again"] is not None
