@@ -7,6 +7,10 @@
     sparsecc bench MODEL --target h100 --batch 1,16,4096 [--seq S] [--plan FILE] [--out JSON]
                                  dense PyTorch vs compiled on the GPU (CUDA), end to end and
                                  per layer, predicted next to measured
+    sparsecc bench MODEL --target h200 --batch 1,16 --generate N [--out JSON]
+                                 greedy generation of N tokens with a static KV cache: tokens/s
+                                 of dense and compiled (+ torch.compile), the compiled tokens
+                                 checked against the masked dense model's (CPU: eager, f32)
     sparsecc calibrate [--target auto] [--out FILE]
                                  measure the cost-model table on this GPU (or CPU); stored in
                                  the user's cache, where later compiles on this machine find it
@@ -117,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="write the results JSON here")
     b.add_argument("--report-dir", help="write each workload's compile output (report.html "
                                         "with measured µs) under this directory")
+    b.add_argument("--generate", type=_positive_int, metavar="N",
+                   help="instead: greedy generation of N new tokens with a static KV cache "
+                        "(a decoder LM: an HF ...ForCausalLM or tinyllama-1.1b-shape), tokens/s "
+                        "of eager and torch.compile dense vs compiled (+ torch.compile) after "
+                        "checking the compiled tokens against the masked dense model's; "
+                        "without CUDA it runs eagerly on the CPU in f32")
     b.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     cal = sub.add_parser("calibrate", help="measure the cost-model table on this GPU or CPU")
@@ -239,6 +249,8 @@ def _patterns_kw(text: str | None) -> dict:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
+    if a.generate is not None:
+        return _cmd_bench_generate(a)
     from .benchmarks import gpu, write_json
     from .config import CompileConfig
     from .loader import load_model
@@ -276,6 +288,25 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         raise SparseccError(f"compiled output differs from masked dense at batch "
                             f"{', '.join(str(c['batch']) for c in bad)} (see the JSON)")
     return 0
+
+
+def _cmd_bench_generate(a: argparse.Namespace) -> int:
+    from .benchmarks import generate, gpu
+    from .loader import load_model
+    batches = gpu.parse_batches(a.batch)
+    gpu.dtype_of(a.dtype)
+    for flag, given, why in (
+            ("--seq", a.seq, "one token per step; the cache holds the prompt and the new tokens"),
+            ("--unfused", a.unfused, "the generation bench times the artifact as compiled")):
+        if given:
+            raise ConfigError(f"{flag} does not apply with --generate ({why})")
+    print(target_line(a.target), flush=True)
+    loaded = load_model(a.model, tiny=a.tiny)
+    return generate.run(loaded, target=a.target, batches=batches, new_tokens=a.generate,
+                        dtype_name=a.dtype, plan_file=a.plan, budget=a.budget,
+                        speedup=a.speedup, reconstruct=not a.no_reconstruct,
+                        patterns=_patterns_kw(a.patterns), reps=a.reps, out=a.out,
+                        report_dir=a.report_dir)
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:

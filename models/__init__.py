@@ -8,7 +8,7 @@ why a model whose optional weights package is absent can't be built here, or Non
 raises `WeightsUnavailable`.
 """
 
-from . import llama, minilm, mnist, resnet  # noqa: F401  (importing registers the builders)
+from . import llama, minilm, mnist, resnet, tinyllama  # noqa: F401  (registers the builders)
 from .registry import (NeedsPackage, UnknownModelError, WeightsUnavailable, ZooModel, get, names,
                        needs, register, weights_missing)
 

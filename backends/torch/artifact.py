@@ -9,6 +9,12 @@ output split after (the members' weights are views into the stacked one). So `to
 it without graph breaks, inductor fuses the ops between the sparse GEMMs, and
 `mode="reduce-overhead"` replays it in CUDA graphs.
 
+A functional update of a state passed in and out — a KV cache written with
+`index_copy(cache, dim, positions, new)` — runs in place (`index_copy_`, the output aliasing the
+input) when its result is a graph output and the state input is read by nothing else
+(`inplace_updates`): a decode step then writes its new rows, not a copy of the whole cache.
+The caller's input tensor is that output after the call.
+
 Floating dtype attributes (`to(dtype=f32)`) and device arguments follow the module (read from
 a scalar buffer at run time), so `.half()` and `.to("cuda")` behave as on any module; moving a
 module to a CUDA device packs its 2:4 weights for cuSPARSELt.
@@ -101,6 +107,32 @@ def pack_tensors(graph: Graph) -> dict[str, torch.Tensor]:
             raise SparseccError(f"layer {s.layer}: its weight {name} can't be stored as "
                                 f"{s.pattern}: {e}") from None
     return store
+
+
+# Functional updates that may run in place on their first input: op -> in-place overload.
+INPLACE_UPDATES = {"index_copy": torch.ops.aten.index_copy_.default}
+SHAPE_READERS = frozenset({"sym_size.int"})      # read a tensor's sizes, never its values
+
+
+def inplace_updates(graph: Graph) -> frozenset[str]:
+    """Outputs of the update nodes (`INPLACE_UPDATES`) that run in place: the node's result is
+    a graph output, and its first input is a graph input whose values no other node reads
+    (its sizes may be read) and that is not itself an output (so no one sees it change)."""
+    readers: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op in SHAPE_READERS:
+            continue
+        for name in node.inputs:
+            if name:
+                readers[name] = readers.get(name, 0) + 1
+        for v in node.attrs.values():
+            if isinstance(v, Ref):
+                readers[v.name] = readers.get(v.name, 0) + 1
+    outputs, inputs = set(graph.outputs), set(graph.inputs)
+    return frozenset(
+        n.outputs[0] for n in graph.nodes
+        if n.op in INPLACE_UPDATES and n.outputs[0] in outputs and n.inputs[0] in inputs
+        and n.inputs[0] not in outputs and readers.get(n.inputs[0]) == 1)
 
 
 def _attr(name: str, used: set[str]) -> str:
@@ -216,6 +248,7 @@ class SparseModule(torch.nn.Module):
             return v
 
         unit_of = {o: u for u in self.units for o in u.outputs}
+        in_place = inplace_updates(graph)
         for node in graph.nodes:
             if node.op in ops.SCALAR_OPS:
                 env[node.outputs[0]] = g.call_function(
@@ -241,6 +274,8 @@ class SparseModule(torch.nn.Module):
                 ins = [None if i is None else env[i] for i in node.inputs]
                 attrs = {k: value(v) for k, v in node.attrs.items() if k != "sparsity"}
                 target, args, kwargs = ops.bind(node.op, ins, attrs, device)
+                if node.outputs[0] in in_place:
+                    target = INPLACE_UPDATES[node.op]
                 out = g.call_function(target, tuple(args), kwargs)
             if ops.returns_many(node.op) if s is None else False:
                 for i, name in enumerate(node.outputs):

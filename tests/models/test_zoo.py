@@ -20,8 +20,9 @@ EXPECTED_OUTPUT_SHAPE = {
     "mnist-cnn": lambda workload: (workload["batch"], 10),
     "resnet50": lambda workload: (workload["batch"], 1000),
     "tiny-resnet": lambda workload: (workload["batch"], 10),
+    "tinyllama-1.1b-shape": lambda workload: (workload["batch"], workload["seq"], 256),
 }
-SEQUENCE_MODELS = {"tiny-llama", "llama3-8b-layer", "minilm"}
+SEQUENCE_MODELS = {"tiny-llama", "llama3-8b-layer", "minilm", "tinyllama-1.1b-shape"}
 
 
 @functools.cache
