@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sparsecc.ir import Graph, Node
+from sparsecc.ir.symbolic import parse_dim
 
 Axis = tuple[str, int]
 
@@ -83,7 +84,42 @@ def broadcast(g: Graph, ins: Sequence[str | None], out: str, sink: Sink) -> None
 
 def reshape_segments(src: tuple, dst: tuple) -> list[tuple[list[int], list[int]]] | None:
     """Pair runs of axes whose sizes multiply to the same number; size-1 axes are skipped.
-    None when symbolic sizes make the pairing unclear."""
+    Where symbolic sizes are merged or split (`x.view(-1, x.size(-1))`: [batch, seq, C] ->
+    [batch*seq, C]), equal leading and trailing axes pair one to one and the axes between
+    them are one run. None when the pairing is unclear."""
+    runs = _pair_runs(src, dst)
+    return runs if runs is not None else _pair_ends(src, dst)
+
+
+def _pair_ends(src: tuple, dst: tuple) -> list[tuple[list[int], list[int]]] | None:
+    """Equal sizes paired from both ends, the rest one run if its sizes multiply to the same
+    expression. A row-major reshape keeps a trailing (or leading) axis of equal size, and
+    whatever is between merges or splits only within itself."""
+    head = 0
+    while head < min(len(src), len(dst)) and src[head] == dst[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(src), len(dst)) - head and src[-1 - tail] == dst[-1 - tail]:
+        tail += 1
+    mid_a, mid_b = list(range(head, len(src) - tail)), list(range(head, len(dst) - tail))
+
+    def product(shape: tuple, axes: list[int]):
+        p = 1
+        for x in axes:
+            p *= parse_dim(shape[x]) if isinstance(shape[x], str) else shape[x]
+        return p
+    try:
+        if (product(src, mid_a) - product(dst, mid_b)) != 0:
+            return None
+    except ValueError:
+        return None
+    pairs = [([x], [x]) for x in range(head)]
+    if mid_a or mid_b:
+        pairs.append((mid_a, mid_b))
+    return pairs + [([len(src) - tail + x], [len(dst) - tail + x]) for x in range(tail)]
+
+
+def _pair_runs(src: tuple, dst: tuple) -> list[tuple[list[int], list[int]]] | None:
     i, j, out = 0, 0, []
     while True:
         while i < len(src) and src[i] == 1:
@@ -128,6 +164,11 @@ def _reshape(g: Graph, node: Node, sink: Sink) -> None:
         b = [x for x in b if ds[x] != 1]
         if len(a) == 1 and len(b) == 1:
             sink.edge((src, a[0]), (dst, b[0]))
+            continue
+        if any(isinstance(ss[x], str) for x in a) or any(isinstance(ds[x], str) for x in b):
+            for name, axes in ((src, a), (dst, b)):       # batch*seq merged or split
+                for x in axes:
+                    sink.block((name, x), f"{node.op} merges or splits symbolic axes")
             continue
         if len(a) == 1 or len(b) == 1:
             # one axis split into (outer, inner...) or merged from them: only the outer

@@ -84,7 +84,6 @@ def assert_close():
     return check
 
 
-
 def _import_torchvision():
     """torchvision for the model-family tests, or None when it is not there.
 

@@ -400,6 +400,18 @@ def _to_dtype(b, node, ins, attrs):
     return b.emit(b.relax.op.astype(ins[0], name))
 
 
+def _hardsigmoid(b, x):
+    """relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1), in x's dtype."""
+    op, dt = b.relax.op, x.ty.dtype
+    y = b.emit(op.add(op.multiply(x, b.relax.const(1 / 6, dt)), b.relax.const(0.5, dt)))
+    return b.emit(op.minimum(op.maximum(y, b.relax.const(0.0, dt)), b.relax.const(1.0, dt)))
+
+
+def _permute(b, node, ins, attrs):
+    rank = len(b.in_shape(node))
+    return b.emit(b.relax.op.permute_dims(ins[0], [_axis(d, rank) for d in attrs["dims"]]))
+
+
 def _scalar_tensor(b, node, ins, attrs):
     dt = attrs.get("dtype")
     name = _np_dtype(torch_dtype(dt.name)) if isinstance(dt, DType) else "float32"
@@ -414,7 +426,11 @@ _OPS: dict[str, Callable] = {
     "add.Tensor": _binary("add"), "sub.Tensor": _binary("subtract"),
     "mul.Tensor": _binary("multiply"), "div.Tensor": _binary("divide"),
     "neg": _unary(lambda r: r.op.negative), "relu": _unary(lambda r: r.op.nn.relu),
-    "silu": _unary(lambda r: r.op.nn.silu), "gelu": lambda b, node, ins, attrs: b.emit(
+    "silu": _unary(lambda r: r.op.nn.silu), "sigmoid": _unary(lambda r: r.op.sigmoid),
+    "hardsigmoid": lambda b, node, ins, attrs: _hardsigmoid(b, ins[0]),
+    "hardswish": lambda b, node, ins, attrs: b.emit(b.relax.op.multiply(
+        ins[0], _hardsigmoid(b, ins[0]))),
+    "permute": _permute, "gelu": lambda b, node, ins, attrs: b.emit(
         (b.relax.op.nn.gelu_tanh if attrs.get("approximate") == "tanh" else b.relax.op.nn.gelu)(
             ins[0])),
     "linear": _linear, "view": _view, "reshape": _view, "transpose.int": _transpose,

@@ -116,7 +116,9 @@ def _export(model: torch.nn.Module, args: tuple, kwargs: dict,
             dynamic_shapes[name] = ({a % value.dim(): torch.export.Dim.DYNAMIC for a in axes}
                                     if axes else None)
     try:
-        with _quiet_torch():
+        # under no_grad: a model's own no_grad regions (HF's rotary embedding) trace as
+        # plain ops, not set_grad_enabled higher-order ops the IR can't hold
+        with _quiet_torch(), torch.no_grad():
             return torch.export.export(model, tuple(args), kwargs,
                                        dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as e:
@@ -306,6 +308,14 @@ class _Converter:
                 continue
             elif not (arg.has_default_value() and _same(a, arg.default_value)):
                 attrs[arg.name] = self.arg(a, n, arg.name)
+        if name == "_native_batch_norm_legit_no_training" and _reads_first_only(n):
+            # torch.export's decompositions write eval-mode batch_norm this way; its saved
+            # statistics are empty in the trace (but [C] on meta tensors) and nothing reads
+            # them, so the IR keeps the norm whole as the one-output op it was
+            name, attrs = "batch_norm", {"training": False, "momentum": given["momentum"],
+                                         "eps": given["eps"], "cudnn_enabled": True}
+            self.emit(n, name, inputs, attrs, outputs=1)
+            return
         if name in ("view", "_unsafe_view"):
             # a view is valid only for the strides its input had in this trace (SDPA's output
             # layout differs between kernels and devices): the IR keeps the values, as reshape
@@ -313,8 +323,12 @@ class _Converter:
         self.emit(n, name, inputs, attrs)
 
     def emit(self, n: torch.fx.Node, op: str, inputs: list[str | None],
-             attrs: dict[str, Any]) -> None:
+             attrs: dict[str, Any], outputs: int | None = None) -> None:
+        """One IR node for `n`; `outputs=k` declares only the first k of `n`'s results
+        (the op written instead of `n` returns just those)."""
         val = n.meta.get("val")
+        if isinstance(val, (list, tuple)) and outputs is not None:
+            val = val[:outputs]
         if isinstance(val, (list, tuple)):
             getters = {u.args[1]: u.name for u in n.users if u.target is operator.getitem}
             outs = [getters.get(i, f"{n.name}_{i}") for i in range(len(val))]
@@ -345,6 +359,11 @@ class _Converter:
                 raise UnsupportedOpError(str(n.target), n.name, source_line(n),
                                          f"FX {n.op} nodes are not supported")
         return self.graph
+
+
+def _reads_first_only(n: torch.fx.Node) -> bool:
+    """Whether every reader of multi-output node `n` takes its result 0."""
+    return all(u.target is operator.getitem and u.args[1] == 0 for u in n.users)
 
 
 def _same(a: Any, default: Any) -> bool:
