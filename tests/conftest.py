@@ -127,3 +127,17 @@ def torchvision():
         pytest.skip("torchvision is not installed: pip install --no-deps --target "
                     ".venv/torchvision torchvision==0.28.0 (the README's test command)")
     return _TORCHVISION
+
+
+# The zoo's HF-built decoder runs its zoo contracts (tests/models) and its generation tests
+# always; in the cross-product tests over every zoo model it adds minutes of compiles to CI,
+# and HF Llama is covered there by tests/test_model_families.py: those cases run under -m slow.
+SLOW_ZOO_MODELS = ("tinyllama-1.1b-shape",)
+ALWAYS_FOR_SLOW_ZOO = ("tests/models/", "tests/test_generate.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(f"[{m}" in item.nodeid or f"-{m}" in item.nodeid for m in SLOW_ZOO_MODELS) \
+                and not any(p in item.nodeid for p in ALWAYS_FOR_SLOW_ZOO):
+            item.add_marker(pytest.mark.slow)
