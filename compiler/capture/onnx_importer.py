@@ -444,7 +444,7 @@ class Importer:
     def expr(self, item: int | Ref) -> sympy.Expr:
         """A size as a sympy expression over non-negative integer symbols (for comparisons)."""
         if not isinstance(item, Ref):
-            return sympy.sympify(item)
+            return sympy.Integer(int(item))         # a size is an int here, never text
         text = self.shapes.dim(self.shapes.fakes[item.name])
         if isinstance(text, int):
             return sympy.Integer(text)
