@@ -267,6 +267,15 @@ def couple(g: Graph, node: Node, sink: Sink) -> None:  # noqa: C901 (one branch 
             _map_axes(g, x, out, list(zip(kept, range(len(kept)))), sink)
     elif op in ("slice.Tensor", "narrow", "select.int"):
         _slice(g, node, sink)
+    elif op == "index_copy":
+        # index_copy(self, dim, index, source): self's entries, `source` written at `index`
+        # along `dim`; every other axis of source is the same axis as self's and out's
+        rank = _rank(g, out)
+        d = _axis(rank, at.get("dim", 0))
+        _map_axes(g, x, out, [(a, a) for a in range(rank)], sink)
+        _map_axes(g, ins[2], out, [(a, a) for a in range(rank) if a != d], sink)
+        sink.block((ins[2], d), "index_copy writes it at given positions of this axis")
+        sink.block((ins[1], 0), "an index (index_copy)")
     elif op in ("cat", "stack"):
         rank = _rank(g, out)
         d = _axis(rank, at.get("dim", 0))

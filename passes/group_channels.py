@@ -11,7 +11,10 @@ attention group is one KV head with its query heads: many positions per weight).
 Removing channel c removes every position of c from every member: rows of the weights that
 produce it, columns of the weights that read it, entries of biases and batch norms. That is
 exact, not approximate, when no op reduces over or indexes into the group's axes and no graph
-input or output carries them; otherwise the group is not prunable and says why.
+input or output carries them; otherwise the group is not prunable and says why. State passed
+in and out (`sparsecc.ir.state`: a KV cache the graph updates and returns) is the exception:
+it shrinks on both sides, and the compiled model declares the smaller state its caller
+allocates (a cache of 2 KV heads instead of 4).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import scipy.sparse.csgraph
 import torch
 
 from sparsecc.ir import Graph
+from sparsecc.ir.state import state_pairs
 from sparsecc.pipeline import Pass, PassContext, PassResult
 from sparsecc.plan import find_layers, param_readers, shared_reason
 
@@ -87,7 +91,10 @@ def group_channels(graph: Graph) -> list[ChannelGroup]:
     sink = _Collector()
     for node in graph.nodes:
         couple(graph, node, sink)
+    state = state_pairs(graph)      # a cache passed in and out shrinks on both sides
     for name in [*graph.inputs, *graph.outputs]:
+        if name in state or name in state.values():
+            continue
         for a in range(len(graph.values[name].shape)):
             sink.block((name, a), f"%{name} is a graph {'input' if name in graph.inputs else 'output'}")
     axes = _static_axes(graph)

@@ -61,7 +61,7 @@ def _predict(model: Any, layer: Layer, pattern: str, rows: int, dtype: str) -> f
 class PredictLatency(Pass):
     name: ClassVar[str] = "predict-latency"
     requires: ClassVar[tuple[str, ...]] = ("plan",)
-    provides: ClassVar[tuple[str, ...]] = ("layer_rows", "dense_model")
+    provides: ClassVar[tuple[str, ...]] = ("layer_rows", "dense_model", "node_us")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         from sparsecc.cost import default_cost_model
@@ -83,7 +83,10 @@ class PredictLatency(Pass):
         g.analyses["plan"] = Plan(tuple(decisions))
         g.analyses["layer_rows"] = rows
         # the whole model before anything changes (PredictModel compares the planned one)
-        g.analyses["dense_model"] = predict_graph(graph, model, env, dtype).to_dict()
+        whole = predict_graph(graph, model, env, dtype)
+        g.analyses["dense_model"] = whole.to_dict()
+        # each node's own predicted µs, dense: what removing channels saves between layers
+        g.analyses["node_us"] = {n.node: n.us for n in whole.nodes}
         total = sum(c.predicted_us or 0 for d in decisions for c in d.candidates
                     if c.pattern == "dense")
         return PassResult(g, False, {"dense_us": total, "rows": rows,

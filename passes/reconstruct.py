@@ -36,6 +36,7 @@ from sparsecc.plan import Decision, Layer, Plan
 
 from .apply_masks import masked_part
 from .estimate_error import relative_output_error
+from .shrink_channels import shrunk_inputs
 from .score_importance import layer_weight, stream_layer_stats, to_param_layout
 
 DAMP = 0.01
@@ -196,8 +197,11 @@ class Reconstruct(Pass):
             else:
                 groups.append([layer])
         done: dict[str, dict[str, Any]] = {}
+        # the shrunk graph takes shrunk state (a KV cache with fewer heads)
+        kept_pos = graph.analyses.get("kept_positions") or {}
+        calibration = [shrunk_inputs(g, b, kept_pos) for b in ctx.calibration]
         for group in groups:
-            for layer, stats in stream_layer_stats(g, ctx.calibration, group):
+            for layer, stats in stream_layer_stats(g, calibration, group):
                 masked = layer_weight(g, layer)
                 dense = dense_weights.get(layer.weight, masked)
                 h = stats.full_gram()
@@ -255,7 +259,7 @@ class Reconstruct(Pass):
                 return seen[0]
 
             for batch in batches:
-                x, xp = capture(unshrunk, batch), capture(g, batch)
+                x, xp = capture(unshrunk, batch), capture(g, shrunk_inputs(g, batch, kept_pos))
                 stats["xx"] = stats["xx"] + x.T @ x
                 stats["xp"] = stats["xp"] + x.T @ xp
                 stats["pp"] = stats["pp"] + xp.T @ xp

@@ -10,6 +10,10 @@ exactly on a grid (`knapsack.py` states the bound). Options predicted slower tha
 never offered, and after combining a group's channels with a layer's N:M choice the layer is
 checked again on its shrunk shape.
 
+A channel option also saves on the ops between its layers whose outputs carry the group's
+channels (attention over fewer heads, a cache with fewer KV heads, the MLP's activation on
+fewer features): their predicted dense time, scaled by the share of positions removed.
+
 Modelling assumption: a channel option's saving and an N:M option's saving on the same layer
 add up; the final per-layer prediction uses the joint shape, and that is what is reported.
 """
@@ -50,6 +54,19 @@ class _Costs:
                                         self.dtype).us)
 
 
+def _between_layers(graph: Graph, plan: Plan, groups: list[ChannelGroup]) -> dict[int, float]:
+    """Per prunable group, the predicted dense µs of the non-layer nodes whose output carries
+    the group's channels (PredictLatency's "node_us"; none when it has not run)."""
+    node_us = graph.analyses.get("node_us") or {}
+    layers = {d.layer.node for d in plan.decisions}
+    out: dict[int, float] = {}
+    for gi, grp in enumerate(groups):
+        if grp.prunable:
+            values = {m.value for m in grp.members if not m.is_param} - layers
+            out[gi] = sum(node_us.get(v, 0.0) for v in values)
+    return out
+
+
 def _kept_positions(size: int, channels: int, kept: int) -> int:
     return max(1, round(size * kept / channels))
 
@@ -57,7 +74,8 @@ def _kept_positions(size: int, channels: int, kept: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class SelectPatterns(Pass):
     name: ClassVar[str] = "select-patterns"
-    requires: ClassVar[tuple[str, ...]] = ("plan", "channel_groups", "layer_rows", "dense_model")
+    requires: ClassVar[tuple[str, ...]] = ("plan", "channel_groups", "layer_rows", "dense_model",
+                                          "node_us")
     resolution: int = 2000
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
@@ -69,8 +87,9 @@ class SelectPatterns(Pass):
                        config.dtype)
         by_name = {d.layer.name: d for d in plan.decisions}
         dense_us = {n: d.candidate("dense").predicted_us for n, d in by_name.items()}
+        between = _between_layers(graph, plan, groups)
         items = self._layer_items(plan) + self._group_items(plan, groups, by_name, costs,
-                                                            dense_us)
+                                                            dense_us, between)
         forced_err = sum(_err(d, d.chosen) for d in plan.decisions if d.forced)
         forced_us = sum(_us(d, d.chosen) or 0.0 for d in plan.decisions if d.forced)
         if config.speedup:
@@ -88,8 +107,8 @@ class SelectPatterns(Pass):
             assert picks is not None  # all-dense (weight 0) always fits
         layer_pick = {it.key: it.labels[p] for it, p in zip(items, picks) if it.kind == "layer"}
         group_pick = {it.key: it.labels[p] for it, p in zip(items, picks) if it.kind == "group"}
-        decisions = [self._decide(d, layer_pick, group_pick, groups, costs, config.budget)
-                     for d in plan.decisions]
+        decisions = [self._decide(d, layer_pick, group_pick, groups, costs, config.budget,
+                                  between) for d in plan.decisions]
         if not config.speedup:
             decisions = self._worth_it(plan.decisions, decisions, graph, config.min_gain)
         g = graph.copy()
@@ -167,7 +186,7 @@ class SelectPatterns(Pass):
             items.append(_Item("layer", d.layer.name, labels, options))
         return items
 
-    def _group_items(self, plan, groups, by_name, costs, dense_us) -> list[_Item]:
+    def _group_items(self, plan, groups, by_name, costs, dense_us, between) -> list[_Item]:
         items = []
         for gi, grp in enumerate(groups):
             if not grp.prunable:
@@ -194,6 +213,7 @@ class SelectPatterns(Pass):
                     axis = 0 if d.layer.name in grp.producers else 1
                     shape[axis] = _kept_positions(shape[axis], grp.size, kept)
                     delta += costs.us(d.layer, tuple(shape), "dense") - base
+                delta -= between.get(gi, 0.0) * (1 - kept / grp.size)
                 if delta < 0:
                     labels.append(c.pattern)
                     options.append((delta, c.error))
@@ -202,7 +222,8 @@ class SelectPatterns(Pass):
         return items
 
     # -- the decision per layer ----------------------------------------------------------
-    def _decide(self, d: Decision, layer_pick, group_pick, groups, costs, budget) -> Decision:
+    def _decide(self, d: Decision, layer_pick, group_pick, groups, costs, budget,
+                between) -> Decision:
         name = d.layer.name
         if d.forced:
             return dataclasses.replace(d, predicted_us=self._forced_us(d, costs))
@@ -219,6 +240,10 @@ class SelectPatterns(Pass):
             if name in grp.producers:
                 channel = p
                 shape[0] = _kept_positions(shape[0], grp.size, kept)
+                saved = between.get(gi, 0.0) * (1 - kept / grp.size)
+                if saved > 0 and name == grp.producers[0]:
+                    notes.append(f"the group also saves {saved:.1f} µs predicted on the ops "
+                                 f"between its layers")
             if name in grp.consumers:
                 shape[1] = _kept_positions(shape[1], grp.size, kept)
                 notes.append(f"inputs shrink with group {grp.root} ({pick})")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -48,6 +48,20 @@ def _kept_positions(groups: list[ChannelGroup], removals: Removals
             keep = torch.nonzero(~torch.isin(m.channel, removed)).flatten()
             kept[(m.value, m.axis)] = keep
     return kept
+
+
+def shrunk_inputs(graph: Graph, batch: Any, kept: Mapping[tuple[str, int], torch.Tensor]
+                  ) -> tuple:
+    """A positional input batch of the unshrunk graph, for the shrunk one: the graph inputs
+    that lost positions (state such as a KV cache, `sparsecc.ir.state`) keep only theirs."""
+    batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+    out = list(batch)
+    for (value, axis), keep in kept.items():
+        if value in graph.inputs:
+            i = graph.inputs.index(value)
+            if i < len(out) and isinstance(out[i], torch.Tensor):
+                out[i] = out[i].index_select(axis, keep.to(out[i].device))
+    return tuple(out)
 
 
 def zero_channels(graph: Graph, groups: list[ChannelGroup], removals: Removals) -> Graph:

@@ -12,6 +12,7 @@ import transformers
 
 import sparsecc
 from sparsecc.backends.torch.artifact import SparseModule, dense_module, inplace_updates
+from sparsecc.benchmarks.generate import state_caches
 from sparsecc.cli import main
 from sparsecc.ir import run
 from sparsecc.models.generation import (EagerStepper, cache_names, decoder_step, generate,
@@ -23,7 +24,8 @@ SIZES = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_lay
 FAMILIES = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
             "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
             "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM)}
-PLANS = {"dense": {".*": "dense"}, "2:4": {".*": "2:4"}, "channel": {r".*mlp\..*": "channel0.5"}}
+PLANS = {"dense": {".*": "dense"}, "2:4": {".*": "2:4"}, "channel": {r".*mlp\..*": "channel0.5"},
+         "heads": {r".*self_attn\..*": "channel0.5"}}
 
 
 def _hf(family: str = "llama", attn: str = "sdpa") -> torch.nn.Module:
@@ -36,19 +38,20 @@ def _prompt(batch: int = 2, length: int = 5) -> torch.Tensor:
     return torch.randint(0, V, (batch, length), generator=torch.Generator().manual_seed(1))
 
 
-def _compile(hf, plan: str = "dense", batch: int = 2):
+def _compile(hf, plan: str = "dense", batch: int = 2, reconstruct: bool = False):
     step = decoder_step(hf)
     gen = torch.Generator().manual_seed(2)
     cfg = sparsecc.CompileConfig(target="h200", backend="torch", dtype="f32",
-                                 reconstruct=False, overrides=PLANS[plan])
+                                 reconstruct=reconstruct, overrides=PLANS[plan])
     return sparsecc.compile(step, step_inputs(step, batch, MAX_LEN, gen, position=0), cfg,
                             dynamic_dims=step_dynamic_dims(step), name="step",
                             calibration=[step_inputs(step, 8, MAX_LEN, gen, filled=True)
                                          for _ in range(2)])
 
 
-def _tokens(module, step, prompt, new_tokens=8):
-    caches = step.new_caches(prompt.shape[0], MAX_LEN)
+def _tokens(module, step, prompt, new_tokens=8, graph=None):
+    caches = step.new_caches(prompt.shape[0], MAX_LEN) if graph is None \
+        else state_caches(graph, prompt.shape[0])
     return generate(EagerStepper(module, caches), prompt, new_tokens).tokens
 
 
@@ -79,14 +82,55 @@ def test_compiled_step_generates_the_masked_dense_models_tokens(plan):
     chosen = {d.chosen for d in r.plan.decisions}
     assert chosen == {"dense"} if plan == "dense" else chosen != {"dense"}
     step = decoder_step(hf)
-    masked = _tokens(dense_module(r.ir), step, prompt)
-    assert torch.equal(_tokens(r.module, step, prompt), masked)
-    interpreted = _tokens(lambda *a: run(r.ir, a), step, prompt)     # the IR, functionally
+    masked = _tokens(dense_module(r.ir), step, prompt, graph=r.ir)
+    assert torch.equal(_tokens(r.module, step, prompt, graph=r.ir), masked)
+    interpreted = _tokens(lambda *a: run(r.ir, a), step, prompt, graph=r.ir)  # the IR, functionally
     assert torch.equal(interpreted, masked)
+    kv_heads = {c.shape[1] for c in state_caches(r.ir, 1)}
+    assert kv_heads == ({SIZES["num_key_value_heads"] // 2} if plan == "heads"
+                        else {SIZES["num_key_value_heads"]})
+    if plan == "heads":     # the same tokens as the HF model with those heads' weights zeroed
+        zeroed = _zero_removed_heads(hf, r.ir)
+        assert torch.equal(_tokens(decoder_step(zeroed, inplace=True), step, prompt), masked)
     if plan == "dense":
         assert torch.equal(masked, _tokens(decoder_step(hf, inplace=True), step, prompt))
     if plan == "2:4":
         assert r.module.sparse and all(s.pattern == "2:4" for s in r.module.sparse.values())
+
+
+def test_a_step_without_some_kv_heads_reconstructs_on_its_smaller_cache():
+    """Reconstruct runs the shrunk step on calibration caches cut to its kept heads, refits
+    o_proj, and the result still generates what its masked dense graph generates."""
+    hf, prompt = _hf(), _prompt(batch=3)
+    r = _compile(hf, "heads", reconstruct=True)
+    refit = r.ir.analyses["reconstruction"]
+    assert any(name.endswith("o_proj") for name in refit)
+    step = decoder_step(hf)
+    masked = _tokens(dense_module(r.ir), step, prompt, graph=r.ir)
+    assert torch.equal(_tokens(r.module, step, prompt, graph=r.ir), masked)
+
+
+def _zero_removed_heads(hf, ir):
+    """A copy of `hf` whose removed KV heads (and their query heads) are zeroed: q/k/v rows
+    and o_proj columns of the heads the compiled graph no longer has."""
+    import copy
+    model = copy.deepcopy(hf)
+    d = SIZES["hidden_size"] // SIZES["num_attention_heads"]
+    rep = SIZES["num_attention_heads"] // SIZES["num_key_value_heads"]
+    for i, layer in enumerate(model.model.layers):
+        k = ir.params[f"model.model.layers.{i}.self_attn.k_proj.weight"]
+        full = layer.self_attn.k_proj.weight
+        kept = [h for h in range(SIZES["num_key_value_heads"])
+                if any(torch.equal(full[h * d:(h + 1) * d], k[j * d:(j + 1) * d])
+                       for j in range(k.shape[0] // d))]
+        with torch.no_grad():
+            for h in set(range(SIZES["num_key_value_heads"])) - set(kept):
+                for proj in (layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.weight[h * d:(h + 1) * d] = 0
+                q = slice(h * rep * d, (h + 1) * rep * d)
+                layer.self_attn.q_proj.weight[q] = 0
+                layer.self_attn.o_proj.weight[:, q] = 0
+    return model
 
 
 def test_the_compiled_cache_update_runs_in_place():

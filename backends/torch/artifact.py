@@ -43,6 +43,7 @@ from sparsecc.backend import Artifact, Backend
 from sparsecc.errors import SparseccError
 from sparsecc.ir import Graph, ops
 from sparsecc.ir.graph import DType, Ref
+from sparsecc.ir.state import state_pairs
 from sparsecc.patterns import NM, Block, parse_pattern
 from sparsecc.plan import find_layers, layer_of, sibling_groups
 
@@ -128,11 +129,9 @@ def inplace_updates(graph: Graph) -> frozenset[str]:
         for v in node.attrs.values():
             if isinstance(v, Ref):
                 readers[v.name] = readers.get(v.name, 0) + 1
-    outputs, inputs = set(graph.outputs), set(graph.inputs)
-    return frozenset(
-        n.outputs[0] for n in graph.nodes
-        if n.op in INPLACE_UPDATES and n.outputs[0] in outputs and n.inputs[0] in inputs
-        and n.inputs[0] not in outputs and readers.get(n.inputs[0]) == 1)
+    return frozenset(out for out, state in state_pairs(graph).items()
+                     if readers.get(state) == 1 and any(
+                         n.op in INPLACE_UPDATES and n.outputs[0] == out for n in graph.nodes))
 
 
 def _attr(name: str, used: set[str]) -> str:

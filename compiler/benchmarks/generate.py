@@ -4,7 +4,10 @@ For every batch size B:
   1. the model's decoder step (`sparsecc.models.generation`: token ids [B, 1], cache_position,
      caches k_0, v_0, ... [B, kv_heads, max_len, head_dim], max_len = prompt + N rounded up to
      16) is compiled (backend torch, batch axis dynamic, the rest static; the plan is for the
-     decode workload of B rows); the artifact updates each cache in place;
+     decode workload of B rows); the artifact updates each cache in place. A plan that
+     removes KV heads shrinks the caches too (they are state, `sparsecc.ir.state`): the
+     compiled step and its masked dense graph take the caches the IR declares
+     (`state_caches`), the user's model its own;
   2. correctness first: the masked dense model (the compiled IR with every layer on ATen)
      generates N tokens greedily after a random prompt of 16 tokens; the compiled model must
      produce the same tokens. Both are then run in lockstep on the masked dense tokens (teacher
@@ -86,9 +89,21 @@ class GraphStepper:
         return self.logits
 
 
+def state_caches(graph, batch: int, *, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+    """Zeroed caches of the sizes the compiled step declares (its inputs after the token ids
+    and the position): a plan that removed KV heads takes caches with fewer heads."""
+    from sparsecc.ir.symbolic import evaluate
+    env = {"batch": batch}
+    return tuple(torch.zeros([evaluate(d, env) if isinstance(d, str) else d
+                              for d in graph.values[name].shape], dtype=dtype, device=device)
+                 for name in graph.inputs[2:])
+
+
 def _stepper(module, step: DecoderStep, batch: int, max_len: int, dtype: torch.dtype,
-             device: str):
-    caches = step.new_caches(batch, max_len, dtype=dtype, device=device)
+             device: str, graph=None):
+    caches = (step.new_caches(batch, max_len, dtype=dtype, device=device) if graph is None
+              else state_caches(graph, batch, dtype=dtype, device=device))
     if device == "cuda":
         return GraphStepper(module, caches, batch)
     return EagerStepper(module, caches)
@@ -140,12 +155,12 @@ def _timed_decodes(steppers: dict[str, Any], prompt: torch.Tensor, new_tokens: i
     return {k: statistics.median(v) for k, v in times.items()}, tokens
 
 
-def _torch_compiled(module, step, batch, max_len, dtype, device, log, what):
+def _torch_compiled(module, step, batch, max_len, dtype, device, log, what, graph=None):
     """A CUDA-graph stepper over torch.compile(module), or (None, record) when it fails."""
     start = time.perf_counter()
     try:
         stepper = _stepper(torch.compile(module, dynamic=False), step, batch, max_len, dtype,
-                           device)
+                           device, graph)
     except Exception as e:                 # noqa: BLE001 - the bench goes on without it
         log(f"  torch.compile {what} failed: {str(e).splitlines()[0][:160]}")
         return None, {"error": str(e).splitlines()[0][:300]}
@@ -180,8 +195,8 @@ def bench_case(hf_model: torch.nn.Module, name: str, config, batch: int, new_tok
     module = result.module.to(device=device, dtype=dtype)
     masked = dense_module(result.ir).to(device=device, dtype=dtype)
 
-    def stepper_for(m):
-        return _stepper(m, step, batch, max_len, dtype, device)
+    def stepper_for(m, graph=result.ir):       # the compiled step's own cache sizes
+        return _stepper(m, step, batch, max_len, dtype, device, graph)
 
     whole = result.report.get("whole_model") or {}
     case: dict[str, Any] = {
@@ -191,6 +206,8 @@ def bench_case(hf_model: torch.nn.Module, name: str, config, batch: int, new_tok
         "predicted_whole_model_speedup": whole.get("speedup"),
         "predicted_whole_model_fused_speedup": whole.get("fused_speedup"),
         "kernels": module.kernel_table(), "fused_siblings": module.fused(),
+        "cache_shape": {"dense": list(step.new_caches(1, max_len)[0].shape[1:]),
+                        "compiled": list(state_caches(result.ir, 1)[0].shape[1:])},
         "compile_s": round(compile_s, 1)}
     # correctness: the masked dense model's tokens, the compiled model's, then both in lockstep
     ref = decode_after_prefill(stepper_for(masked), prompt, new_tokens)
@@ -213,12 +230,12 @@ def bench_case(hf_model: torch.nn.Module, name: str, config, batch: int, new_tok
             f"{check['max_step_rel_err']:.1e})")
     dense_model = copy.deepcopy(hf_model).to(device=device, dtype=dtype).eval()
     dense_step = decoder_step(dense_model, inplace=True)
-    steppers = {"dense": stepper_for(dense_step), "compiled": compiled}
+    steppers = {"dense": stepper_for(dense_step, None), "compiled": compiled}
     if cuda:
         peer, case["torch_compile_dense"] = _torch_compiled(
             dense_step, step, batch, max_len, dtype, device, log, "dense")
         both, case["torch_compile_compiled"] = _torch_compiled(
-            module, step, batch, max_len, dtype, device, log, "compiled")
+            module, step, batch, max_len, dtype, device, log, "compiled", result.ir)
         for key, s in (("torch_compile_dense", peer), ("compiled_torch_compile", both)):
             if s is not None:
                 steppers[key] = s
@@ -307,6 +324,14 @@ def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_n
     if limit and PROMPT_LEN + new_tokens > limit:
         raise ConfigError(f"--generate {new_tokens}: {PROMPT_LEN} prompt + {new_tokens} tokens "
                           f"exceed the model's {limit} positions")
+    def document(cases: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"environment": gpu.environment(), "model": loaded.name,
+                "target": get_target(target).name, "dtype": run_dtype,
+                "requested_dtype": dtype_name, "device": device, "mode": "generate",
+                "new_tokens": new_tokens, "prompt_len": PROMPT_LEN, "plan_file": plan_file,
+                "budget": budget, "speedup_target": speedup, "reconstruct": reconstruct,
+                "patterns": patterns.get("patterns"), "reps": reps, "cases": cases}
+
     cases = []
     for batch in batches:
         config = CompileConfig(target=target, backend="torch", budget=budget, speedup=speedup,
@@ -316,16 +341,12 @@ def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_n
                                   plan_file=plan_file, dtype=dtype, device=device, reps=reps,
                                   log=log)
         cases.append(case)
+        if out:     # after every case, so a run cut short keeps what finished
+            write_json(document(cases), out)
         if report_dir:
             result.report["measured_generation"] = {
                 k: case.get(k) for k in ("tokens_per_s", "speedup", "correctness")}
             result.save(os.path.join(report_dir, f"generate_b{batch}"), force=True)
-    if out:
-        write_json({"environment": gpu.environment(), "model": loaded.name,
-                    "target": get_target(target).name, "dtype": run_dtype,
-                    "requested_dtype": dtype_name, "device": device, "mode": "generate",
-                    "new_tokens": new_tokens, "prompt_len": PROMPT_LEN, "plan_file": plan_file,
-                    "budget": budget, "reps": reps, "cases": cases}, out)
     log(overall_line(loaded.name, device, run_dtype, new_tokens, cases))
     bad = [c for c in cases if not c["correctness"]["ok"]]
     if bad:

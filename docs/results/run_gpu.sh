@@ -15,6 +15,7 @@
 #   bash docs/results/run_gpu.sh artifact-decode   the same at decode M = 1, 16
 #   bash docs/results/run_gpu.sh fused-decode      GPU tests, decode M = 1, 16 with sibling layers
 #                                        fused and unfused (--unfused); fused-prefill: 4096 rows
+#   bash docs/results/run_gpu.sh gen-profile  kernel time split of a decode step (planning probe)
 #   bash docs/results/run_gpu.sh generate  greedy generation, static KV cache, TinyLlama-1.1B shape
 #                                        (fp16, 128 tokens, batch 1 and 16): tokens/s, tokens checked
 # (the tvm stages need TVM on PYTHONPATH: ../shared/device/tvm-bundle.sh, TVM_CUDA_COMPILE_MODE=nvcc)
@@ -227,13 +228,18 @@ zoo)
 generate)   # greedy generation with a static KV cache, TinyLlama-1.1B-shaped HF Llama (random
             # weights), fp16, 128 new tokens at batch 1 and 16: compiled tokens checked against the
             # masked dense model's, then tokens/s of eager / torch.compile dense vs compiled (+ t.c.)
+            # GEN_BATCH (default 1,16), GEN_TAG and GEN_ARGS (plan options) select the run
   t0=$(date +%s)
   export SPARSECC_CACHE_DIR=/tmp/scc-gen
-  timeout 90 $py -m pytest -q -p no:cacheprovider tests/test_generate.py --timeout 80 2>&1 | tail -3
-  echo "tests done at $(( $(date +%s) - t0 )) s"
-  timeout 480 $py -m sparsecc.cli bench tinyllama-1.1b-shape --target h200 --dtype f16 --batch 1,16 \
-     --generate 128 --reps 5 --out "$out/generate-tinyllama-auto.json" 2>&1 | grep -v Warning | tail -6
-  echo "generate auto done at $(( $(date +%s) - t0 )) s"
+  tag="${GEN_TAG:-auto}"
+  timeout 520 $py -m sparsecc.cli bench tinyllama-1.1b-shape --target h200 --dtype f16 \
+     --batch "${GEN_BATCH:-1,16}" --generate 128 --reps 5 ${GEN_ARGS:-} \
+     --out "$out/generate-tinyllama-$tag.json" 2>&1 | grep -v Warning | tail -12
+  echo "generate $tag done at $(( $(date +%s) - t0 )) s"
+  ;;
+gen-profile)   # where a decode step's time goes (torch.compile dense, CUDA graph, batch 1, 16)
+  timeout 300 $py docs/results/probes/gen_profile.py --out "$out/gen-profile.json" 2>&1 \
+     | grep -v Warning | tail -40
   ;;
 *) echo "unknown stage $stage"; exit 2 ;;
 esac
