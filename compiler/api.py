@@ -98,9 +98,11 @@ def lower(graph: Graph, config: CompileConfig, target: Any = None) -> Artifact:
     return get_backend(config.backend).lower(graph, config, target or get_target(config.target))
 
 
-def load(directory: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
-    """The compiled module saved by `CompileResult.save` (backend torch) in `directory`, on
-    `device`: files checked against their manifest, no pickle, no new tuning."""
+def load(directory: str | os.PathLike, device: str = "cpu") -> Any:
+    """What `CompileResult.save` wrote in `directory`, ready to run on `device`: backend torch,
+    the compiled module (files checked against their manifest, no pickle, no new tuning); onnx,
+    an ONNX Runtime session over model.onnx; tvm, model.so in the Relax VM (CPU). Each is
+    called with torch tensors and returns torch tensors."""
     path = os.fspath(directory)
     config_path = os.path.join(path, "config.json")
     backend = "torch"
