@@ -284,10 +284,10 @@ def overall_line(name: str, device: str, dtype: str, new_tokens: int,
 
 
 def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_name: str,
-        plan_file: str | None, budget: float, speedup: float | None, reconstruct: bool,
-        patterns: dict, reps: int, out: str | None, report_dir: str | None,
-        log=print) -> int:
-    """The `sparsecc bench --generate` command: every batch, the JSON, one summary line."""
+        plan_file: str | None, plan: dict[str, Any], reps: int, out: str | None,
+        report_dir: str | None, log=print, final=None) -> int:
+    """The `sparsecc bench --generate` command: every batch, the JSON, one summary line
+    (through `final`, default `log`). `plan`: CompileConfig keywords (budget, patterns, ...)."""
     import os
 
     from sparsecc.config import CompileConfig
@@ -309,9 +309,8 @@ def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_n
                           f"exceed the model's {limit} positions")
     cases = []
     for batch in batches:
-        config = CompileConfig(target=target, backend="torch", budget=budget, speedup=speedup,
-                               batch=batch, seq=1, dtype=run_dtype, reconstruct=reconstruct,
-                               **patterns)
+        config = CompileConfig(**{**plan, "target": target, "backend": "torch", "batch": batch,
+                                  "seq": 1, "dtype": run_dtype})
         case, result = bench_case(hf_model, loaded.name, config, batch, new_tokens,
                                   plan_file=plan_file, dtype=dtype, device=device, reps=reps,
                                   log=log)
@@ -325,8 +324,8 @@ def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_n
                     "target": get_target(target).name, "dtype": run_dtype,
                     "requested_dtype": dtype_name, "device": device, "mode": "generate",
                     "new_tokens": new_tokens, "prompt_len": PROMPT_LEN, "plan_file": plan_file,
-                    "budget": budget, "reps": reps, "cases": cases}, out)
-    log(overall_line(loaded.name, device, run_dtype, new_tokens, cases))
+                    "budget": config.budget, "reps": reps, "cases": cases}, out)
+    (final or log)(overall_line(loaded.name, device, run_dtype, new_tokens, cases))
     bad = [c for c in cases if not c["correctness"]["ok"]]
     if bad:
         raise SparseccError(f"compiled tokens differ from masked dense beyond rounding at "
