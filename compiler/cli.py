@@ -402,6 +402,9 @@ def _cmd_bench_cpu(a: argparse.Namespace, batches: list[int], target) -> int:
             raise ConfigError(f"{flag} does not apply on the CPU (the CPU bench times the "
                               f"artifact as compiled, in f32)")
     _say(target_line(target.name))
+    busy = cpu.busy_note()
+    if busy:
+        _say(busy)
     with progress.phase(f"load {a.model}"):
         loaded = load_model(a.model, tiny=a.tiny)
     seq = a.seq or 1

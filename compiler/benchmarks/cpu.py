@@ -223,6 +223,20 @@ def final_line(model: str, target: str, cases: list[dict[str, Any]]) -> str:
             f"{'outputs match' if ok else 'OUTPUTS DIFFER'}")
 
 
+def busy_note() -> str | None:
+    """A line when other work holds the cores: timings then say more about the load than
+    about the models (eager torch's OpenMP threads, waiting on each other, most of all)."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    if load < cores:
+        return None
+    return (f"note: this machine is busy (load average {load:.1f} on {cores} cores): the "
+            f"timings will be noisy, eager PyTorch's most")
+
+
 def require_cpu_target(target) -> None:
     if target.kind != "cpu":
         raise SparseccError(f"the CPU bench plans for a CPU target (--target cpu or auto), "
