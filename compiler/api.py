@@ -22,6 +22,7 @@ from .ir import Graph
 from .outdir import write_out
 from .pipeline import PassContext, Pipeline
 from .plan import Plan
+from .progress import phase
 from .report import build_report, render_html
 from .targets import get_target
 
@@ -53,7 +54,8 @@ class CompileResult:
         """Write the outputs to `out_dir` whole, via a temp dir (never half a dir). An existing
         `out_dir` is replaced only with `force`, and only if it is a previous sparsecc output
         holding none of `inputs` (outdir.py)."""
-        return write_out(os.fspath(out_dir), self._write, force, inputs)
+        with phase(f"write {os.fspath(out_dir)}"):
+            return write_out(os.fspath(out_dir), self._write, force, inputs)
 
     def _write(self, d: str) -> None:
         with open(os.path.join(d, "plan.json"), "w") as f:
@@ -96,9 +98,11 @@ def lower(graph: Graph, config: CompileConfig, target: Any = None) -> Artifact:
     return get_backend(config.backend).lower(graph, config, target or get_target(config.target))
 
 
-def load(directory: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
-    """The compiled module saved by `CompileResult.save` (backend torch) in `directory`, on
-    `device`: files checked against their manifest, no pickle, no new tuning."""
+def load(directory: str | os.PathLike, device: str = "cpu") -> Any:
+    """What `CompileResult.save` wrote in `directory`, ready to run on `device`: backend torch,
+    the compiled module (files checked against their manifest, no pickle, no new tuning); onnx,
+    an ONNX Runtime session over model.onnx; tvm, model.so in the Relax VM (CPU). Each is
+    called with torch tensors and returns torch tensors."""
     path = os.fspath(directory)
     config_path = os.path.join(path, "config.json")
     backend = "torch"
@@ -195,8 +199,9 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     else:
         args, kwargs = ((), dict(example_inputs)) if isinstance(example_inputs, Mapping) \
             else (tuple(example_inputs), {})
-        graph = capture(model, args, kwargs, dynamic_dims=dynamic_dims,
-                        name=name or type(model).__name__)
+        with phase("capture"):
+            graph = capture(model, args, kwargs, dynamic_dims=dynamic_dims,
+                            name=name or type(model).__name__)
     from .ir.verify import check_operand_dtypes
     check_operand_dtypes(graph)
     forced: dict[str, str] = {}
@@ -221,7 +226,8 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     except VerifyError as e:
         raise PipelineError(f"the planned graph does not verify, so nothing was written: "
                             f"{e}") from None
-    artifact = lower(graph, config, target)
+    with phase(f"lower ({config.backend})"):
+        artifact = lower(graph, config, target)
     totals = plan_totals(before, graph, plan, config.dtype)
     speedup = (totals["dense_us"] / totals["predicted_us"]
                if totals.get("predicted_us") else None)

@@ -7,13 +7,16 @@ A pass is a frozen dataclass (its parameters are its fields) with class-level `n
 `Pipeline` checks before running that every pass's requirements are provided by an earlier
 pass (or present on the input graph), then runs each pass, timing it; optionally verifies the
 graph after each pass and dumps its IR (`NNN_name.ir`). A failure names the pass.
+Instruments (TVM's PassInstrument) wrap every pass: the default one shows it as a progress
+phase (`sparsecc.progress`), so passes themselves never print.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from .errors import PipelineError, SparseccError
@@ -54,12 +57,32 @@ class PassRecord:
     report: dict[str, Any]
 
 
+class Instrument:
+    """Runs around every pass: `around(p)` is a context manager entered before the pass and
+    left after it (also when it raises). Instruments observe; they never change the graph."""
+
+    @contextlib.contextmanager
+    def around(self, p: Pass) -> Iterator[None]:
+        yield
+
+
+class ShowProgress(Instrument):
+    """Each pass as a progress phase named after it (a bar, or log lines, once it runs past
+    a couple of seconds; its time at -v)."""
+
+    def around(self, p: Pass):
+        from .progress import phase
+        return phase(p.name)
+
+
 class Pipeline:
     def __init__(self, passes: Iterable[Pass], *, verify_each: bool = False,
-                 dump_dir: str | os.PathLike | None = None) -> None:
+                 dump_dir: str | os.PathLike | None = None,
+                 instruments: Sequence[Instrument] | None = None) -> None:
         self.passes = list(passes)
         self.verify_each = verify_each
         self.dump_dir = dump_dir
+        self.instruments = list((ShowProgress(),) if instruments is None else instruments)
         self.records: list[PassRecord] = []
 
     def check_order(self, available: Iterable[str] = ()) -> None:
@@ -87,7 +110,10 @@ class Pipeline:
         for i, p in enumerate(self.passes, start=1):
             start = time.perf_counter()
             try:
-                result = p.run(graph, ctx)
+                with contextlib.ExitStack() as around:
+                    for instrument in self.instruments:
+                        around.enter_context(instrument.around(p))
+                    result = p.run(graph, ctx)
             except SparseccError as e:
                 e.args = (f"pass {p.name}: {e}",)
                 raise

@@ -45,14 +45,18 @@ class Task:
     score: Callable[[list[torch.Tensor]], float]   # outputs of `batches` -> metric
 
     def score_model(self, model: torch.nn.Module) -> float:
+        from sparsecc.progress import progress
         with torch.no_grad():
-            return self.score([model(*b) for b in self.batches])
+            return self.score([model(*b) for b in progress(
+                self.batches, label=f"score {self.name} (PyTorch)", unit="batches")])
 
     def score_graph(self, graph) -> float:
         """The compiled graph's score, run by the IR interpreter (`sparsecc.run`) on the CPU."""
         import sparsecc
+        from sparsecc.progress import progress
         with torch.no_grad():
-            return self.score([sparsecc.run(graph, b)[0] for b in self.batches])
+            return self.score([sparsecc.run(graph, b)[0] for b in progress(
+                self.batches, label=f"score {self.name} (compiled IR)", unit="batches")])
 
 
 def nearest_neighbour_accuracy(embeddings: torch.Tensor, labels: Sequence[str]) -> float:

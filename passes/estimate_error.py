@@ -279,7 +279,8 @@ class EstimateError(Pass):
         updated: dict[str, Decision] = {}
         reconstruct = bool(ctx.calibration and getattr(ctx.config, "reconstruct", False))
         stream = _with_stats(graph, ctx.calibration, layers, self.max_bytes)
-        for layer, stats in progress(stream, total=len(layers), label="estimate-error"):
+        for layer, stats in progress(stream, total=len(layers), label="estimate-error",
+                                      unit="layers"):
             if layer.name in by_name:
                 updated[layer.name] = candidate_errors(graph, by_name[layer.name], stats,
                                                        importance.get(layer.name), reconstruct)

@@ -33,6 +33,7 @@ from sparsecc.ir import Graph
 from sparsecc.patterns import parse_pattern
 from sparsecc.pipeline import Pass, PassContext, PassResult
 from sparsecc.plan import Decision, Layer, Plan
+from sparsecc.progress import progress
 
 from .apply_masks import masked_part
 from .estimate_error import relative_output_error
@@ -200,7 +201,7 @@ class Reconstruct(Pass):
         # the shrunk graph takes shrunk state (a KV cache with fewer heads)
         kept_pos = graph.analyses.get("kept_positions") or {}
         calibration = [shrunk_inputs(g, b, kept_pos) for b in ctx.calibration]
-        for group in groups:
+        for group in progress(groups, label="reconstruct", unit="layer groups"):
             for layer, stats in stream_layer_stats(g, calibration, group):
                 masked = layer_weight(g, layer)
                 dense = dense_weights.get(layer.weight, masked)
@@ -244,7 +245,7 @@ class Reconstruct(Pass):
         todo.sort(key=lambda t: order[t[0].node])
         done: dict[str, dict[str, Any]] = {}
         batches = [tuple(b) if isinstance(b, (tuple, list)) else (b,) for b in ctx.calibration]
-        for layer, keep in todo:
+        for layer, keep in progress(todo, label="reconstruct (consumers)", unit="layers"):
             w_full = unshrunk.params[layer.weight].detach().double()
             w_keep = g.params[layer.weight].detach().double()
             stats = {"xx": 0, "xp": 0, "pp": 0}

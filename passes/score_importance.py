@@ -27,6 +27,7 @@ from sparsecc.errors import ConfigError
 from sparsecc.ir import Graph, Interpreter, Node
 from sparsecc.pipeline import Pass, PassContext, PassResult
 from sparsecc.plan import WEIGHT_OPS, Layer, find_layers
+from sparsecc.progress import progress
 
 _TRANSPOSED = frozenset({"mm", "matmul", "addmm"})
 
@@ -268,7 +269,7 @@ def taylor_scores(graph: Graph, calibration: Sequence[Any], layers: Sequence[Lay
     g.params.update(leaves)
     interp = Interpreter(g)
     loss_of = loss_fn or _proxy_loss
-    for batch in batches:
+    for batch in progress(batches, label="score-importance (taylor)", unit="batches"):
         loss = loss_of(interp.run(batch, grad=True)) / len(batches)
         loss.backward()
     scores = {}
@@ -308,9 +309,10 @@ class ScoreImportance(Pass):
             method = Method.MAGNITUDE
             reason = f"no calibration data for {self.method.value}: used magnitude"
         if method is Method.WANDA:
+            stream = stream_layer_stats(graph, ctx.calibration, layers, with_gram=False)
             scores = {layer.name: wanda(layer_weight(graph, layer), stats.sq_norm)
-                      for layer, stats in stream_layer_stats(graph, ctx.calibration, layers,
-                                                             with_gram=False)}
+                      for layer, stats in progress(stream, total=len(layers),
+                                                   label="score-importance", unit="layers")}
         elif method is Method.TAYLOR:
             scores = taylor_scores(graph, ctx.calibration, layers)
         else:

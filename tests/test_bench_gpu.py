@@ -70,7 +70,8 @@ def test_bench_needs_a_gpu_and_calibrate_only_this_device(capsys):
     # calibrate measures this machine: a GPU target's table is never measured on a CPU
     assert main(["calibrate", "--target", "h100", "--out", "x.jsonl"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == f"sparsecc: error: sparsecc bench needs a CUDA GPU; torch {torch.__version__} sees none"
+    assert err[0] == (f"sparsecc: error: sparsecc bench --target h100 needs a CUDA GPU; torch "
+                      f"{torch.__version__} sees none (to time on this CPU: --target cpu or auto)")
     assert err[1].startswith("sparsecc: error: this machine is ") and "not h100" in err[1]
     assert "--target auto" in err[1] and len(err) == 2
 

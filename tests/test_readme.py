@@ -36,3 +36,15 @@ def test_the_readme_python_blocks_run_as_written(tmp_path, monkeypatch, require_
         exec(compile(code, "README.md", "exec"), scope)     # our own file, not user input
     assert (tmp_path / "out-api" / "manifest.json").is_file()
     assert scope["again"] is not None
+
+
+def test_the_readme_mnist_dense_accuracy_is_what_eval_measures(require_weights):
+    """`sparsecc eval mnist-cnn` trains the CNN here (float64: the same model on any x86-64
+    CPU with AVX2 or AVX-512) and scores it; the README's table and text show that figure."""
+    require_weights("mnist-cnn")
+    from sparsecc.models.evaluate import task
+    t = task("mnist-cnn")
+    dense = t.score_model(t.model)
+    readme = (ROOT / "README.md").read_text()
+    assert f"| mnist-cnn | dense | {dense:.4f} | 1.00× |" in readme
+    assert f"(`dense {dense:.4f}`)" in readme

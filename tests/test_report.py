@@ -214,7 +214,7 @@ def test_progress_draws_on_a_tty_unless_disabled(monkeypatch):
     monkeypatch.delenv("SPARSECC_PROGRESS", raising=False)
     tty = _Tty()
     assert list(progress([1, 2, 3], label="estimate-error", stream=tty, interval=0)) == [1, 2, 3]
-    assert "estimate-error [" in tty.getvalue() and "3/3" in tty.getvalue()
+    assert "estimate-error |" in tty.getvalue() and "3/3" in tty.getvalue()
     assert tty.getvalue().endswith("\r")   # the line is cleared at the end
     monkeypatch.setenv("SPARSECC_PROGRESS", "0")
     quiet = _Tty()

@@ -1,44 +1,16 @@
 """A built Relax module that runs like the IR: torch tensors in, torch tensors out (CPU/llvm)."""
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from sparsecc.errors import SparseccError
 from sparsecc.ir import Graph
+from sparsecc.native import quiet_native
 
 from .relax_builder import build_relax
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """TVM's C++ side logs warnings to fd 2 on every build and export ("Scope Saving", "Fast
-    mode segfaults ..."); hold them back, and replay them only if the block raises."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):   # no real stderr (e.g. captured)
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, fd)
-            tmp.seek(0)
-            sys.stderr.write(tmp.read().decode(errors="replace")[-4000:])
-            raise
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
 
 
 def host_target(kind: str = "llvm"):
@@ -94,7 +66,7 @@ class TvmModule:
         from .external import cast_floats
         self.mod, self.kernels = build_relax(cast_floats(graph, self.dtype), bsr=bsr and not cuda,
                                              external=self.external)
-        with quiet_native_stderr():
+        with quiet_native():
             self.executable = relax.build(self.mod, target=cuda_target() if cuda
                                           else host_target(target))
         self._tvm = tvm
@@ -170,7 +142,7 @@ class TvmModule:
         if self.external is not None:
             raise SparseccError("a module with external kernels runs in this process only; "
                                 "build with external=False to export a library")
-        with quiet_native_stderr():
+        with quiet_native():
             self.executable.export_library(os.fspath(path))
 
 

@@ -280,7 +280,9 @@ def run(target_name: str = "auto", out: str | None = None, quick: bool = False,
     rows: list[dict] = []
     last_log = time.monotonic()
     jobs = [("gemm", p) for p in points] + [("op", c) for c in ops]
-    for i, (kind, job) in enumerate(progress(jobs, label="calibrate"), 1):
+    # at a terminal a bar; in a log, the lines below (they also say the time left)
+    shown = progress(jobs, label="calibrate", unit="points", lines=False)
+    for i, (kind, job) in enumerate(shown, 1):
         elapsed = time.monotonic() - start
         if elapsed > max_seconds:
             skipped.append(f"{total - i + 1} points left at the {max_seconds:.0f} s limit")

@@ -301,10 +301,10 @@ def overall_line(name: str, device: str, dtype: str, new_tokens: int,
 
 
 def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_name: str,
-        plan_file: str | None, budget: float, speedup: float | None, reconstruct: bool,
-        patterns: dict, reps: int, out: str | None, report_dir: str | None,
-        log=print) -> int:
-    """The `sparsecc bench --generate` command: every batch, the JSON, one summary line."""
+        plan_file: str | None, plan: dict[str, Any], reps: int, out: str | None,
+        report_dir: str | None, log=print, final=None) -> int:
+    """The `sparsecc bench --generate` command: every batch, the JSON, one summary line
+    (through `final`, default `log`). `plan`: CompileConfig keywords (budget, patterns, ...)."""
     import os
 
     from sparsecc.config import CompileConfig
@@ -329,14 +329,14 @@ def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_n
                 "target": get_target(target).name, "dtype": run_dtype,
                 "requested_dtype": dtype_name, "device": device, "mode": "generate",
                 "new_tokens": new_tokens, "prompt_len": PROMPT_LEN, "plan_file": plan_file,
-                "budget": budget, "speedup_target": speedup, "reconstruct": reconstruct,
-                "patterns": patterns.get("patterns"), "reps": reps, "cases": cases}
+                "budget": config.budget, "speedup_target": config.speedup,
+                "reconstruct": config.reconstruct, "patterns": list(config.patterns),
+                "reps": reps, "cases": cases}
 
     cases = []
     for batch in batches:
-        config = CompileConfig(target=target, backend="torch", budget=budget, speedup=speedup,
-                               batch=batch, seq=1, dtype=run_dtype, reconstruct=reconstruct,
-                               **patterns)
+        config = CompileConfig(**{**plan, "target": target, "backend": "torch", "batch": batch,
+                                  "seq": 1, "dtype": run_dtype})
         case, result = bench_case(hf_model, loaded.name, config, batch, new_tokens,
                                   plan_file=plan_file, dtype=dtype, device=device, reps=reps,
                                   log=log)
@@ -347,7 +347,7 @@ def run(loaded, *, target: str, batches: Sequence[int], new_tokens: int, dtype_n
             result.report["measured_generation"] = {
                 k: case.get(k) for k in ("tokens_per_s", "speedup", "correctness")}
             result.save(os.path.join(report_dir, f"generate_b{batch}"), force=True)
-    log(overall_line(loaded.name, device, run_dtype, new_tokens, cases))
+    (final or log)(overall_line(loaded.name, device, run_dtype, new_tokens, cases))
     bad = [c for c in cases if not c["correctness"]["ok"]]
     if bad:
         raise SparseccError(f"compiled tokens differ from masked dense beyond rounding at "

@@ -43,12 +43,8 @@ CASES = [
 
 
 def _session(model_proto, threads: int):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model_proto.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    from sparsecc.backends.onnx.artifact import ort_session
+    return ort_session(model_proto.SerializeToString(), "cpu", threads)
 
 
 def _inputs(z, batch: int, seq: int | None, gen: torch.Generator) -> list[torch.Tensor]:

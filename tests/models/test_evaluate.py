@@ -1,5 +1,6 @@
 """Evaluation tasks and `sparsecc eval` (mnist-cnn in CI; minilm's task is slow-marked)."""
 import json
+import re
 
 import pytest
 import torch
@@ -27,6 +28,7 @@ def test_cli_eval_reports_dense_and_compiled_accuracy(tmp_path, capsys):
                  "--report-dir", str(tmp_path / "rep")]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("mnist-cnn: held-out digit accuracy: dense 0.")
+    assert re.search(r"x \((\d+(\.\d)? s|\d+ min \d+ s)\)$", line)     # elapsed, last
     doc = json.loads(out.read_text())
     acc = doc["accuracy"]
     assert acc["dense"] > 0.85 and abs(acc["compiled"] - acc["dense"]) < 0.1
