@@ -212,10 +212,16 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     graph.analyses["workload"] = _workload(config, workload)
     graph.analyses["example_dims"] = _example_dims(graph, example_inputs)
     before = graph
-    pipeline = Pipeline(default_passes(forced, config), verify_each=config.verify_each_pass,
-                        dump_dir=dump_ir)
-    graph = pipeline.run(graph, PassContext(config=config, target=target,
-                                            calibration=tuple(calibration)))
+    passes = default_passes(forced, config)
+    ctx = PassContext(config=config, target=target, calibration=tuple(calibration))
+    batches = _error_batches(before, calibration, example_inputs)
+    search = None
+    if config.max_error is not None and not config.speedup:
+        graph, records, search = _plan_for_error(graph, passes, ctx, batches, dump_ir)
+    else:
+        pipeline = Pipeline(passes, verify_each=config.verify_each_pass, dump_dir=dump_ir)
+        graph = pipeline.run(graph, ctx)
+        records = pipeline.records
     plan = graph.analyses["plan"]
     from .errors import PipelineError, VerifyError
     from .ir.verify import verify
@@ -231,10 +237,87 @@ def compile(model: torch.nn.Module | Graph, example_inputs: Sequence[Any] | Mapp
     totals = plan_totals(before, graph, plan, config.dtype)
     speedup = (totals["dense_us"] / totals["predicted_us"]
                if totals.get("predicted_us") else None)
+    with phase("measure error"):
+        accuracy = _accuracy(before, graph, batches, calibration, config, search)
     report = build_report(name or graph.name, target.name, graph.analyses["workload"], plan,
-                          pipeline.records, predicted_speedup=speedup, totals=totals,
+                          records, predicted_speedup=speedup, totals=totals,
                           frontier=graph.analyses.get("frontier"),
                           target_info=target_info(target),
                           whole_model=graph.analyses.get("model_prediction"),
                           artifact=artifact_info(config.backend, artifact))
+    report["output_error"] = accuracy
     return CompileResult(graph, plan, report, artifact, config)
+
+
+ERROR_BATCHES = 4      # calibration batches the end-to-end error is measured on, at most
+
+
+def _error_batches(graph: Graph, calibration: Sequence[Any],
+                   example_inputs: Sequence[Any] | Mapping[str, Any]) -> list[Any]:
+    if calibration:
+        return list(calibration)[:ERROR_BATCHES]
+    if isinstance(example_inputs, Mapping):
+        return [tuple(example_inputs[n] for n in graph.inputs)]
+    return [tuple(example_inputs)] if example_inputs else []
+
+
+def _plan_for_error(graph: Graph, passes: list, ctx: PassContext, batches: list[Any],
+                    dump_ir: str | None):
+    """`config.max_error`: the analyses once, then selection on (SelectPatterns and after)
+    for the proxy budgets `sparsecc.accuracy.search_budget` tries."""
+    from sparsecc.passes.select_patterns import SelectPatterns
+
+    from .accuracy import end_to_end_error, search_budget
+    from .errors import ConfigError
+    config = ctx.config
+    if not batches:
+        raise ConfigError("max_error needs calibration or example inputs to measure the "
+                          "output error on")
+    split = next(i for i, p in enumerate(passes) if isinstance(p, SelectPatterns))
+    head = Pipeline(passes[:split], verify_each=config.verify_each_pass, dump_dir=dump_ir)
+    analysed = head.run(graph, ctx)
+    tails: dict[int, list] = {}
+
+    def plan_with(budget: float) -> Graph:
+        tail = Pipeline(passes[split:], verify_each=config.verify_each_pass)
+        g = tail.run(analysed, dataclasses.replace(ctx, config=config.replace(budget=budget)))
+        tails[id(g)] = tail.records
+        return g
+
+    def speedup_of(g: Graph) -> float | None:
+        plan = g.analyses["plan"]
+        dense = sum((d.candidate("dense").predicted_us or 0) for d in plan.decisions
+                    if d.candidate("dense"))
+        chosen = sum(d.predicted_us or 0 for d in plan.decisions)
+        return dense / chosen if chosen else None
+
+    with phase("search the error budget"):
+        final, trials = search_budget(
+            plan_with, lambda g: end_to_end_error(graph, g, batches)["relative_error"],
+            speedup_of, config.max_error)
+    search = [{"proxy_budget": t.proxy_budget, "measured_error": t.error,
+               "predicted_speedup": t.speedup, "sparse_layers": t.sparse_layers}
+              for t in trials]
+    return final, head.records + tails[id(final)], search
+
+
+def _accuracy(before: Graph, after: Graph, batches: list[Any], calibration: Sequence[Any],
+              config: CompileConfig, search: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The compiled model's measured end-to-end error, and what it was held to."""
+    from .accuracy import end_to_end_error
+    from .config import WARN_ERROR
+    out: dict[str, Any] = {"on": "calibration inputs" if calibration else "example inputs"}
+    if not batches:
+        return {**out, "relative_error": None, "why": "no inputs to measure on"}
+    out.update(end_to_end_error(before, after, batches))
+    if config.max_error is not None and not config.speedup:
+        out["max_error"] = config.max_error
+        out["search"] = search
+    elif config.speedup:
+        limit = config.max_error if config.max_error is not None else WARN_ERROR
+        if out["relative_error"] > limit:
+            out["warning"] = (f"the plan for {config.speedup}x measures a relative output "
+                              f"error of {out['relative_error']:.3g}, over {limit:g}")
+    else:
+        out["proxy_budget"] = config.budget
+    return out

@@ -45,7 +45,7 @@ import time
 import traceback
 
 from . import progress
-from .config import IMPORTANCE, MODES, CompileConfig
+from .config import IMPORTANCE, MODES, WARN_ERROR, CompileConfig
 from .errors import ConfigError, SparseccError
 
 
@@ -108,7 +108,12 @@ def _plan_args(sp: argparse.ArgumentParser, dtype_help: str | None = None) -> No
                            f"(default {_default('budget')})")
     goal.add_argument("--speedup", type=float, default=None,
                       help="instead of --budget: reach this predicted speedup at the least "
-                           "error")
+                           "error (a plan measured past a relative output error of "
+                           f"{WARN_ERROR:g} warns)")
+    goal.add_argument("--max-error", type=float, default=None,
+                      help="instead of --budget: the fastest plan whose outputs, measured end "
+                           "to end on the calibration inputs, are within this relative error "
+                           "of the model's (e.g. 0.05)")
     sp.add_argument("--min-gain", type=float, default=None,
                     help=f"keep the selected plan only if the whole model is predicted at least "
                          f"this much faster (default {_default('min_gain')}); else stay dense")
@@ -131,6 +136,7 @@ def _plan_args(sp: argparse.ArgumentParser, dtype_help: str | None = None) -> No
 def _config(a: argparse.Namespace, **fixed) -> CompileConfig:
     """The CompileConfig the plan options ask for: options not given keep its defaults."""
     kw = {"backend": a.backend, "budget": a.budget, "speedup": a.speedup,
+          "max_error": getattr(a, "max_error", None),
           "min_gain": a.min_gain, "importance": a.importance, "dtype": a.dtype,
           "mode": a.mode, **_patterns_kw(a.patterns)}
     kw = {k: v for k, v in kw.items() if v is not None}
@@ -264,10 +270,41 @@ def _cmd_compile(a: argparse.Namespace) -> int:
     speed_text = f"{speed:.2f}x" if speed is not None else "unknown"
     whole = (result.report.get("whole_model") or {}).get("speedup")
     whole_text = f", {whole:.2f}x whole model" if whole is not None else ""
+    accuracy = result.report.get("output_error") or {}
+    err = accuracy.get("relative_error")
+    err_text = (f", measured output error {err:.3g} on {accuracy['on']}" if err is not None
+                else "")
+    if accuracy.get("warning"):
+        print(f"warning: {accuracy['warning']}", file=sys.stderr)
+    if not sparse and not getattr(a, "quiet", False):
+        for line in _nearest_plans(result.report):
+            print(line, flush=True)
     _final(a, f"compiled {loaded.name} for {config.target} ({config.backend}): {sparse} of "
               f"{len(result.plan.decisions)} layers sparse, predicted speedup {speed_text} "
-              f"(weight layers){whole_text} -> {path}")
+              f"(weight layers){whole_text}{err_text} -> {path}")
     return 0
+
+
+def _nearest_plans(report: dict) -> list[str]:
+    """When nothing was chosen: what would give a plan. The measured trials of --max-error
+    where there are any, else the selector's frontier (its per-layer error estimates)."""
+    trials = [t for t in (report.get("output_error") or {}).get("search") or []
+              if t["sparse_layers"]]
+    if trials:
+        parts = [f"error {t['measured_error']:.3g} -> {t['predicted_speedup']:.2f}x "
+                 f"({t['sparse_layers']} layers)" for t in trials[:3]]
+        return [f"no plan within the error is worth it; measured: {'; '.join(parts)}"]
+    points = [p for p in report.get("frontier") or [] if not p.get("chosen")]
+    dense = next((p["predicted_us"] for p in points if p["error"] == 0), None)
+    faster = sorted((p for p in points if dense and p["predicted_us"] < dense * 0.98),
+                    key=lambda p: p["error"])[:3]
+    if not faster:
+        return ["no candidate pattern is predicted faster than dense for these layers on this "
+                "target and workload (a larger --batch/--seq, or another target, may differ)"]
+    parts = [f"--budget {p['error']:.3g} would give {dense / p['predicted_us']:.2f}x"
+             for p in faster]
+    return ["nothing chosen; the selector's frontier (weight layers, before the whole-model "
+            f"check of --min-gain): {'; '.join(parts)}"]
 
 
 def _input_files(model: str, *others: str | None) -> list[str]:

@@ -20,7 +20,8 @@ MODES = ("prefill", "decode", "vision")
 
 
 IMPORTANCE = ("magnitude", "wanda", "taylor")
-MAX_ROWS = 1 << 31       # batch and seq: past this no GEMM row count is meaningful
+MAX_ROWS = 1 << 31
+WARN_ERROR = 0.1          # a --speedup plan measured past this relative output error warns       # batch and seq: past this no GEMM row count is meaningful
 
 
 def _finite(v: Any) -> bool:
@@ -35,6 +36,10 @@ class CompileConfig:
     patterns: tuple[str, ...] = ("2:4", "block64x64@0.25", "channel0.25", "channel0.5", "dense")
     budget: float = 0.02              # total error budget (sum of per-layer relative errors)
     speedup: float | None = None      # instead: reach this predicted speedup at least error
+    # instead of `budget`: the largest relative error of the model's outputs, end to end,
+    # measured on the calibration inputs (sparsecc.accuracy); with `speedup`, the error past
+    # which the plan is reported with a warning (default WARN_ERROR)
+    max_error: float | None = None
     min_gain: float = 0.02            # keep a selected plan only if the whole model gains this
     batch: int | None = None          # workload: rows fed to each GEMM = batch * seq
     seq: int | None = None
@@ -63,6 +68,10 @@ class CompileConfig:
         if not _finite(self.budget) or self.budget < 0:
             raise ConfigError(f"budget must be a finite non-negative number, got "
                               f"{self.budget!r}")
+        if self.max_error is not None and (not _finite(self.max_error) or
+                                           not 0 <= self.max_error <= 10):
+            raise ConfigError(f"max_error must be a number in [0, 10] (a relative output "
+                              f"error), got {self.max_error!r}")
         if not _finite(self.min_gain) or not 0 <= self.min_gain < 10:
             raise ConfigError(f"min_gain must be a number in [0, 10), got {self.min_gain!r}")
         if self.speedup is not None and (not _finite(self.speedup) or not

@@ -97,8 +97,11 @@ class SelectPatterns(Pass):
             picks = solve_min_weight([o.options for o in items],
                                      total_dense / config.speedup - forced_us, self.resolution)
             if picks is None:
+                fastest = forced_us + sum(min(t for t, _ in o.options) for o in items)
+                best = f"{total_dense / fastest:.2f}x" if fastest > 0 else "none"
                 raise ConfigError(f"no plan reaches a predicted {config.speedup}x with the "
-                                  f"patterns {list(config.patterns)}")
+                                  f"patterns {list(config.patterns)}; the most these layers "
+                                  f"reach is {best} (weight layers, predicted)")
         else:
             # layers fixed by a plan file or override are honored; what they use of the
             # budget is gone, and past it every other layer stays dense
