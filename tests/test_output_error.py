@@ -85,3 +85,24 @@ def test_cli_prints_the_measured_error_and_refuses_two_goals(tmp_path, capsys):
         main(["compile", "mnist-cnn", "--tiny", "--target", "cpu", "--out",
               str(tmp_path / "p"), "--max-error", "0.05", "--budget", "1"])
     assert e.value.code == 2
+
+
+def _zoo():
+    from sparsecc import models
+    heavy = {"minilm", "tinyllama-1.1b-shape"}     # real or full-size weights even with --tiny
+    return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in models.names()]
+
+
+@pytest.mark.parametrize("name", _zoo())
+def test_every_zoo_models_default_compile_shows_a_plan_or_what_would_give_one(
+        name, tmp_path, capsys, require_weights):
+    """The first compile a user runs never ends in a bare "0 of N layers sparse": a sparse
+    plan, or the lines that say what would give one."""
+    require_weights(name)
+    assert main(["compile", name, "--tiny", "--target", "h100", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    final = [line for line in out.splitlines() if line.startswith("compiled ")][-1]
+    assert "measured output error" in final
+    if " 0 of " in final:
+        assert ("would give" in out or "measured:" in out
+                or "no candidate pattern is predicted faster" in out), out
