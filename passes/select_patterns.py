@@ -110,7 +110,10 @@ class SelectPatterns(Pass):
         decisions = [self._decide(d, layer_pick, group_pick, groups, costs, config.budget,
                                   between) for d in plan.decisions]
         if not config.speedup:
-            decisions = self._worth_it(plan.decisions, decisions, graph, config.min_gain)
+            kept = self._worth_it(plan.decisions, decisions, graph, config.min_gain)
+            if kept is not decisions:    # reverted to dense: the frontier's chosen plan is too
+                picks = [0] * len(items)     # option 0 is "dense" / "keep"
+            decisions = kept
         g = graph.copy()
         g.analyses["plan"] = Plan(tuple(decisions))
         g.analyses["frontier"] = self._frontier(items, picks, forced_us, forced_err)
