@@ -88,6 +88,13 @@ def _candidate(layer: Mapping[str, Any], pattern: str) -> Mapping[str, Any]:
     return next((c for c in layer.get("candidates", ()) if c["pattern"] == pattern), {})
 
 
+def _chosen_us(layer: Mapping[str, Any]) -> float | None:
+    """The layer's figure on its final shape; a report without one (hand-made, older) falls
+    back to its chosen candidate's."""
+    us = layer.get("predicted_us")
+    return _candidate(layer, layer["chosen"]).get("predicted_us") if us is None else us
+
+
 def has_predictions(report: Mapping[str, Any]) -> bool:
     return any(c.get("predicted_us") is not None
                for layer in report["layers"] for c in layer.get("candidates", ()))
@@ -149,7 +156,7 @@ def format_table(report: Mapping[str, Any], width: int = 60) -> str:
         if numbers:
             chosen = _candidate(layer, layer["chosen"])
             row += [_fmt(_candidate(layer, "dense").get("predicted_us")),
-                    _fmt(layer.get("predicted_us")), _fmt(chosen.get("error"))]
+                    _fmt(_chosen_us(layer)), _fmt(chosen.get("error"))]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     reasons = ["reason"] + [layer["reason"] if len(layer["reason"]) <= width
@@ -293,7 +300,7 @@ def _layer_rows(layer: Mapping[str, Any]) -> str:
             f'<td{span} class="num">{f"{math.prod(shape):,}" if shape else DASH}</td>'
             f"<td{span}>{_pill(layer['chosen'])}</td>"
             f'<td{span} class="num">{DASH if d is None else f"{d:.0%}"}</td>'
-            f'<td{span} class="num final">{_fmt_us(layer.get("predicted_us"))}</td>')
+            f'<td{span} class="num final">{_fmt_us(_chosen_us(layer))}</td>')
     rows = []
     for i, c in enumerate(cands):
         cls = "c chosen" if c["pattern"] == layer["chosen"] else "c"
