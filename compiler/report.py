@@ -382,10 +382,9 @@ def render_html(report: Mapping[str, Any]) -> str:
               "No predictions in this report."),
         _plot("frontier", "Error vs latency frontier",
               "The selector's best plan at a range of error budgets; the step line is the "
-              "Pareto front (the lowest error reachable at each latency). Latencies here are "
-              "the selector's additive estimates (each option's saving counted on its own); "
-              "the header's predicted latency re-predicts the chosen plan layer by layer on "
-              "the final shapes.", frontier_plot(report),
+              "Pareto front (the lowest error reachable at each latency). A plan's latency is "
+              "its weight layers, each predicted on its shape in that plan; the chosen plan is "
+              "at the header's predicted latency, its final graph's.", frontier_plot(report),
               "No frontier in this report."),
         _plot("sparsity", "Sparsity map",
               "Per layer, the fraction of weights the chosen pattern keeps, coloured by pattern "
