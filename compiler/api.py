@@ -74,7 +74,8 @@ class CompileResult:
 def default_passes(forced: Mapping[str, str] | None = None,
                    config: CompileConfig | None = None) -> list:
     """clean up -> plan -> importance -> group channels -> errors -> select -> remove channels
-    -> N:M/block masks -> reconstruct the sparse layers' kept weights."""
+    -> N:M/block masks -> reconstruct the sparse layers' kept weights -> price the final plan
+    on the final shapes -> predict the whole model."""
     from sparsecc.passes.apply_masks import ApplyMasks
     from sparsecc.passes.eliminate_noops import EliminateNoops
     from sparsecc.passes.estimate_error import EstimateError
@@ -83,6 +84,7 @@ def default_passes(forced: Mapping[str, str] | None = None,
     from sparsecc.passes.shrink_channels import ShrinkChannels
     from sparsecc.passes.predict_latency import PredictLatency
     from sparsecc.passes.predict_model import PredictModel
+    from sparsecc.passes.price_plan import PricePlan
     from sparsecc.passes.select_patterns import SelectPatterns
     from sparsecc.passes.reconstruct import Reconstruct
     from sparsecc.passes.score_importance import ScoreImportance
@@ -90,7 +92,8 @@ def default_passes(forced: Mapping[str, str] | None = None,
     passes = [EliminateNoops(), PlanLayers(forced=tuple((forced or {}).items())),
               ScoreImportance(config.importance), GroupChannels(), EstimateError(),
               PredictLatency(), SelectPatterns(), ShrinkChannels(), ApplyMasks()]
-    return passes + ([Reconstruct()] if config.reconstruct else []) + [PredictModel()]
+    return passes + ([Reconstruct()] if config.reconstruct else []) + [PricePlan(),
+                                                                       PredictModel()]
 
 
 def lower(graph: Graph, config: CompileConfig, target: Any = None) -> Artifact:

@@ -60,8 +60,9 @@ class Backend(abc.ABC):
         p = parse_pattern(pattern)
         if p.kind == "dense":
             return None
-        if p.kind == "composite":
-            return self.check(p.channel, op, target) or self.check(p.nm, op, target)
+        if p.kind == "composite":    # both parts, and the target runs them together
+            return (self.check(p.channel, op, target) or self.check(p.nm, op, target)
+                    or target.supports(p, self.name))
         if p.kind == "channel":
             return None if p.kind in self.kernel_ops else f"{self.title} can't shrink layers"
         if p.kind not in self.kernel_ops:

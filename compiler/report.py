@@ -2,13 +2,16 @@
 
     {"model", "target", "workload": {"batch", "seq", "mode"}, "predicted_speedup",
      "passes": [{"name", "seconds"}],
-     "layers": [{"name", "op", "shape", "chosen", "reason",
+     "layers": [{"name", "op", "shape", "chosen", "reason", "predicted_us",
                  "candidates": [{"pattern", "predicted_us", "error", "reason"}]}],
      optional:
      "totals": {"dense_us", "predicted_us", "weights", "weights_kept", "bytes_saved"},
      "frontier": [{"predicted_us", "error", "chosen", "label"}],     candidate whole-model plans
      "measured": {layer name: {"dense_us", "chosen_us"}}}
 
+A layer's "predicted_us" is its chosen pattern on its final shape (PricePlan), and so is its
+chosen candidate's; the dense candidate's is the original shape's. Totals, the table, the
+charts and the frontier's chosen point all use these figures.
 Any number may be None (not predicted / not measured). Sparsity is 1 - weights_kept / weights;
 without totals the page estimates it from each layer's chosen pattern alone, sum(n_i d_i) / sum(n_i)
 over layers of n_i weights and density d_i (channels removed from a consumer's input are missed).
@@ -48,8 +51,11 @@ def build_report(model: str, target: str, workload: Mapping[str, Any], plan: Pla
         report["target_info"] = dict(target_info)
     if totals is not None:
         report["totals"] = dict(totals)
-    if frontier is not None:
-        report["frontier"] = [dict(p) for p in frontier]
+    if frontier is not None:   # the chosen plan at the header's figure, not the selector's
+        chosen_us = (totals or {}).get("predicted_us")
+        report["frontier"] = [{**p, "predicted_us": chosen_us}
+                              if p.get("chosen") and chosen_us is not None else dict(p)
+                              for p in frontier]
     if measured is not None:
         report["measured"] = {name: dict(m) for name, m in measured.items()}
     if whole_model is not None:
@@ -80,6 +86,13 @@ def _fmt(v: Any) -> str:
 
 def _candidate(layer: Mapping[str, Any], pattern: str) -> Mapping[str, Any]:
     return next((c for c in layer.get("candidates", ()) if c["pattern"] == pattern), {})
+
+
+def _chosen_us(layer: Mapping[str, Any]) -> float | None:
+    """The layer's figure on its final shape; a report without one (hand-made, older) falls
+    back to its chosen candidate's."""
+    us = layer.get("predicted_us")
+    return _candidate(layer, layer["chosen"]).get("predicted_us") if us is None else us
 
 
 def has_predictions(report: Mapping[str, Any]) -> bool:
@@ -143,7 +156,7 @@ def format_table(report: Mapping[str, Any], width: int = 60) -> str:
         if numbers:
             chosen = _candidate(layer, layer["chosen"])
             row += [_fmt(_candidate(layer, "dense").get("predicted_us")),
-                    _fmt(chosen.get("predicted_us")), _fmt(chosen.get("error"))]
+                    _fmt(_chosen_us(layer)), _fmt(chosen.get("error"))]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     reasons = ["reason"] + [layer["reason"] if len(layer["reason"]) <= width
@@ -286,7 +299,8 @@ def _layer_rows(layer: Mapping[str, Any]) -> str:
             f'<td{span} class="num">{e("×".join(map(str, shape)))}</td>'
             f'<td{span} class="num">{f"{math.prod(shape):,}" if shape else DASH}</td>'
             f"<td{span}>{_pill(layer['chosen'])}</td>"
-            f'<td{span} class="num">{DASH if d is None else f"{d:.0%}"}</td>')
+            f'<td{span} class="num">{DASH if d is None else f"{d:.0%}"}</td>'
+            f'<td{span} class="num final">{_fmt_us(_chosen_us(layer))}</td>')
     rows = []
     for i, c in enumerate(cands):
         cls = "c chosen" if c["pattern"] == layer["chosen"] else "c"
@@ -368,10 +382,9 @@ def render_html(report: Mapping[str, Any]) -> str:
               "No predictions in this report."),
         _plot("frontier", "Error vs latency frontier",
               "The selector's best plan at a range of error budgets; the step line is the "
-              "Pareto front (the lowest error reachable at each latency). Latencies here are "
-              "the selector's additive estimates (each option's saving counted on its own); "
-              "the header's predicted latency re-predicts the chosen plan layer by layer on "
-              "the final shapes.", frontier_plot(report),
+              "Pareto front (the lowest error reachable at each latency). A plan's latency is "
+              "its weight layers, each predicted on its shape in that plan; the chosen plan is "
+              "at the header's predicted latency, its final graph's.", frontier_plot(report),
               "No frontier in this report."),
         _plot("sparsity", "Sparsity map",
               "Per layer, the fraction of weights the chosen pattern keeps, coloured by pattern "
@@ -379,11 +392,15 @@ def render_html(report: Mapping[str, Any]) -> str:
     ]
     rows = "".join(_layer_rows(layer) for layer in report["layers"])
     table = ('<section id="layers"><h2>Layers</h2><p class="muted">Every candidate pattern with '
-             "its predicted latency and error; the chosen one is highlighted.</p>"
-             '<table class="layers"><colgroup><col style="width:15%"><col><col><col><col><col>'
+             "its predicted latency and error; the chosen one is highlighted. Chosen µs is the "
+             "chosen pattern on the layer's final shape; the dense candidate is the original "
+             "shape.</p>"
+             '<table class="layers"><colgroup><col style="width:15%">'
+             '<col><col><col><col><col><col>'
              '<col style="width:8%"><col><col><col style="width:18%"><col style="width:24%">'
              '</colgroup><thead><tr><th>layer</th><th>op</th><th class="num">shape</th>'
              '<th class="num">weights</th><th>chosen</th><th class="num">density</th>'
+             '<th class="num">chosen µs</th>'
              '<th>candidate</th><th class="num">pred. µs</th><th class="num">error</th>'
              f"<th>why not</th><th>reason</th></tr></thead>{rows}</table></section>")
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'

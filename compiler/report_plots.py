@@ -74,7 +74,7 @@ def num(v: float) -> str:
     """A short number for ticks and labels: 3 significant digits, no trailing zeros."""
     if v == 0:
         return "0"
-    if abs(v) >= 1e4:
+    if abs(v) >= 999.5:      # never "1e+03"
         return f"{v:,.0f}"
     return f"{v:.3g}"
 

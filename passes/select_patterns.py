@@ -15,7 +15,8 @@ channels (attention over fewer heads, a cache with fewer KV heads, the MLP's act
 fewer features): their predicted dense time, scaled by the share of positions removed.
 
 Modelling assumption: a channel option's saving and an N:M option's saving on the same layer
-add up; the final per-layer prediction uses the joint shape, and that is what is reported.
+add up; each decision's prediction uses the joint shape (so do the frontier's plans), and
+PricePlan re-predicts the applied plan on the final graph: that is what is reported.
 """
 from __future__ import annotations
 
@@ -108,15 +109,24 @@ class SelectPatterns(Pass):
             picks = solve_min_cost([o.options for o in items],
                                    max(0.0, config.budget - forced_err), self.resolution)
             assert picks is not None  # all-dense (weight 0) always fits
-        layer_pick = {it.key: it.labels[p] for it, p in zip(items, picks) if it.kind == "layer"}
+
+        def decide(picks: list[int]) -> list[Decision]:
+            layer_pick = {it.key: it.labels[p] for it, p in zip(items, picks)
+                          if it.kind == "layer"}
+            group_pick = {it.key: it.labels[p] for it, p in zip(items, picks)
+                          if it.kind == "group"}
+            return [self._decide(d, layer_pick, group_pick, groups, costs, config.budget,
+                                 between) for d in plan.decisions]
         group_pick = {it.key: it.labels[p] for it, p in zip(items, picks) if it.kind == "group"}
-        decisions = [self._decide(d, layer_pick, group_pick, groups, costs, config.budget,
-                                  between) for d in plan.decisions]
+        decisions = decide(picks)
         if not config.speedup:
-            decisions = self._worth_it(plan.decisions, decisions, graph, config.min_gain)
+            kept = self._worth_it(plan.decisions, decisions, graph, config.min_gain)
+            if kept is not decisions:    # reverted to dense: the frontier's chosen plan is too
+                picks = [0] * len(items)     # option 0 is "dense" / "keep"
+            decisions = kept
         g = graph.copy()
         g.analyses["plan"] = Plan(tuple(decisions))
-        g.analyses["frontier"] = self._frontier(items, picks, forced_us, forced_err)
+        g.analyses["frontier"] = self._frontier(items, picks, forced_err, decide)
         return PassResult(g, True, {"items": len(items), "groups": group_pick,
                                     "fixed_error": forced_err,
                                     "error": sum(_err(d, d.chosen) for d in decisions)})
@@ -151,17 +161,18 @@ class SelectPatterns(Pass):
                                   if d.candidate("dense") else d.predicted_us))
                 for d in decisions]
 
-    def _frontier(self, items: list[_Item], chosen: list[int], forced_us: float,
-                  forced_err: float) -> list[dict[str, Any]]:
-        """Best predicted time at a range of error budgets: the error/latency Pareto front
-        (times are the selector's additive estimates)."""
+    def _frontier(self, items: list[_Item], chosen: list[int], forced_err: float,
+                  decide) -> list[dict[str, Any]]:
+        """Best predicted time at a range of error budgets: the error/latency Pareto front.
+        A point's time is its plan's weight layers, each predicted on its joint shape as the
+        decisions are (`decide`), so the points are on the scale of the report's totals."""
         def point(picks: list[int], label: str, is_chosen: bool) -> dict[str, Any]:
-            us = forced_us + sum(it.options[p][0] for it, p in zip(items, picks))
+            us = sum(d.predicted_us or 0.0 for d in decide(picks))
             err = forced_err + sum(it.options[p][1] for it, p in zip(items, picks))
             return {"predicted_us": us, "error": err, "label": label, "chosen": is_chosen}
         out = [point(chosen, "chosen plan", True)]
         budgets = [0.0] + [10 ** (k / 4) for k in range(-16, 5)]
-        seen = set()
+        seen = {tuple(chosen)}
         for b in budgets:
             picks = solve_min_cost([it.options for it in items], b, self.resolution)
             if picks is None or tuple(picks) in seen:

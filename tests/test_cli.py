@@ -83,7 +83,7 @@ def test_compile_writes_all_outputs(models_file, tmp_path, capsys):
     assert [p["name"] for p in report["passes"]] == [
         "eliminate-noops", "plan-layers", "score-importance", "group-channels",
         "estimate-error", "predict-latency", "select-patterns", "shrink-channels",
-        "apply-masks", "reconstruct", "predict-model"]
+        "apply-masks", "reconstruct", "price-plan", "predict-model"]
     assert report["artifact"]["backend"] == "torch"
     assert report["whole_model"]["dense"]["total_us"] > report["totals"]["dense_us"]
     assert "compiled user_models.py:mlp for h100 (torch)" in stdout
